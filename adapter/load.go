@@ -1,0 +1,260 @@
+package adapter
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"github.com/sorsa-convert/sorsa-convert/formats/safetensors"
+	"github.com/sorsa-convert/sorsa-convert/surgery"
+)
+
+// Kind values of a loaded adapter.
+const (
+	KindSORSA = "sorsa"
+	KindPEFT  = "peft-lora"
+)
+
+// Loaded is an adapter folder opened for merging: ours (SORSA factors) or a
+// PEFT LoRA adapter (lora_A, lora_B and lora_alpha/r).
+type Loaded struct {
+	Dir    string
+	Kind   string
+	Config *Config     // ours only
+	PEFT   *PEFTConfig // PEFT only
+	// Modules maps each adapted weight tensor's name to its module.
+	Modules map[string]Module
+	file    *safetensors.File
+	path    string
+}
+
+// Module is one adapted weight in a loaded adapter.
+type Module struct {
+	Name   string
+	Tensor string
+	Rank   int
+	Scale  float64
+	Out    int
+	In     int
+}
+
+// Open opens an adapter folder: our adapter_config.json +
+// adapter_model.safetensors, or a PEFT LoRA folder.
+func Open(dir string) (*Loaded, error) {
+	cfgPath := filepath.Join(dir, ConfigName)
+	b, err := os.ReadFile(cfgPath)
+	if err != nil {
+		return nil, inputErr("%s: not an adapter folder: %v", dir, err)
+	}
+	var probe map[string]json.RawMessage
+	if err := json.Unmarshal(b, &probe); err != nil {
+		return nil, inputErr("%s: not valid JSON: %v", cfgPath, err)
+	}
+	l := &Loaded{Dir: dir, Modules: map[string]Module{}, path: filepath.Join(dir, ModelName)}
+	if _, ok := probe["peft_type"]; ok {
+		l.Kind = KindPEFT
+	} else {
+		l.Kind = KindSORSA
+	}
+	l.file, err = safetensors.Open(l.path)
+	if err != nil {
+		return nil, wrapInput(err)
+	}
+	if l.Kind == KindSORSA {
+		cfg, err := ParseConfig(cfgPath, b)
+		if err != nil {
+			l.Close()
+			return nil, wrapInput(err)
+		}
+		l.Config = cfg
+		for _, t := range cfg.Targets {
+			l.Modules[t.Tensor] = Module{Name: t.Module, Tensor: t.Tensor, Rank: cfg.Rank, Scale: cfg.Scale,
+				Out: int(t.Shape[0]), In: int(t.Shape[1])}
+		}
+		return l, nil
+	}
+	var pc PEFTConfig
+	if err := json.Unmarshal(b, &pc); err != nil {
+		l.Close()
+		return nil, inputErr("%s: %v", cfgPath, err)
+	}
+	if pc.PEFTType != "LORA" {
+		l.Close()
+		return nil, inputErr("%s: peft_type %q is not supported (want LORA)", cfgPath, pc.PEFTType)
+	}
+	if pc.UseDoRA {
+		l.Close()
+		return nil, inputErr("%s: DoRA adapters cannot be merged as a low-rank sum", cfgPath)
+	}
+	l.PEFT = &pc
+	shapes := map[string][2][]int64{}
+	for _, ti := range l.file.Tensors() {
+		mod, part, ok := peftModule(ti.Name)
+		if !ok {
+			continue
+		}
+		s := shapes[mod]
+		if part == "A" {
+			s[0] = ti.Shape
+		} else {
+			s[1] = ti.Shape
+		}
+		shapes[mod] = s
+	}
+	mods := make([]string, 0, len(shapes))
+	for m := range shapes {
+		mods = append(mods, m)
+	}
+	sort.Strings(mods)
+	for _, mod := range mods {
+		s := shapes[mod]
+		if s[0] == nil || s[1] == nil {
+			l.Close()
+			return nil, inputErr("%s: module %q has only one of lora_A and lora_B", l.path, mod)
+		}
+		if len(s[0]) != 2 || len(s[1]) != 2 || s[0][0] != s[1][1] {
+			l.Close()
+			return nil, inputErr("%s: module %q: lora_A %v and lora_B %v do not fit", l.path, mod, s[0], s[1])
+		}
+		r := int(s[0][0])
+		alpha := pc.LoraAlpha
+		if a, ok := pc.AlphaPattern[mod]; ok {
+			if f, ok := a.(float64); ok {
+				alpha = f
+			}
+		}
+		scale := alpha / float64(r)
+		if pc.UseRSLoRA {
+			scale = alpha / math.Sqrt(float64(r))
+		}
+		l.Modules[mod+".weight"] = Module{Name: mod, Tensor: mod + ".weight", Rank: r, Scale: scale,
+			Out: int(s[1][0]), In: int(s[0][1])}
+	}
+	if len(l.Modules) == 0 {
+		l.Close()
+		return nil, inputErr("%s: no lora_A/lora_B tensors", l.path)
+	}
+	return l, nil
+}
+
+// Close releases the adapter file.
+func (l *Loaded) Close() error {
+	if l.file != nil {
+		return l.file.Close()
+	}
+	return nil
+}
+
+// Factors reads a module's factors. A PEFT module is returned as
+// B·diag(1)·A, its scale in Module.Scale.
+func (l *Loaded) Factors(m Module) (*surgery.Factors, error) {
+	if l.Kind == KindSORSA {
+		return readFactors(l.file, l.path, m.Name, m.Rank, m.Out, m.In)
+	}
+	var a, b []float32
+	var err error
+	for _, suffix := range []string{"", ".default"} {
+		an := PEFTPrefix + m.Name + ".lora_A" + suffix + ".weight"
+		if _, ok := l.file.Lookup(an); !ok {
+			continue
+		}
+		if a, err = readF32(l.file, l.path, an, int64(m.Rank), int64(m.In)); err != nil {
+			return nil, err
+		}
+		if b, err = readF32(l.file, l.path, PEFTPrefix+m.Name+".lora_B"+suffix+".weight", int64(m.Out), int64(m.Rank)); err != nil {
+			return nil, err
+		}
+	}
+	if a == nil {
+		return nil, inputErr("%s: module %q has no lora_A", l.path, m.Name)
+	}
+	s := make([]float32, m.Rank)
+	for i := range s {
+		s[i] = 1
+	}
+	return &surgery.Factors{A: &surgery.Matrix{Rows: m.Rank, Cols: m.In, Data: a}, S: s,
+		B: &surgery.Matrix{Rows: m.Out, Cols: m.Rank, Data: b}}, nil
+}
+
+// checkResidual compares the residual's files with the checksums recorded
+// at split time.
+func (l *Loaded) checkResidual(m model) error {
+	if l.Config == nil {
+		return nil
+	}
+	want := map[string]string{}
+	for _, f := range l.Config.Residual.Files {
+		want[f.Path] = f.SHA256
+	}
+	got := hashFiles(m, modelFiles(m))
+	if got.err != nil {
+		return got.err
+	}
+	// A single-file residual may have been renamed: compare its content.
+	if len(got.files) == 1 && len(l.Config.Residual.Files) == 1 {
+		g, w := got.files[0], l.Config.Residual.Files[0]
+		if g.SHA256 != w.SHA256 {
+			return inputErr("%s: residual %s has sha256 %s but the adapter was split with %s (sha256 %s); use --force to merge anyway", l.Dir, m.Path(), g.SHA256, w.Path, w.SHA256)
+		}
+		return nil
+	}
+	for _, f := range got.files {
+		w, ok := want[f.Path]
+		if !ok {
+			return inputErr("%s: residual file %s is not one this adapter was split with (it records %s); use --force to merge anyway", l.Dir, f.Path, fileList(l.Config.Residual.Files))
+		}
+		if w != f.SHA256 {
+			return inputErr("%s: residual %s has sha256 %s but the adapter was split with sha256 %s; use --force to merge anyway", l.Dir, f.Path, f.SHA256, w)
+		}
+	}
+	return nil
+}
+
+func fileList(fs []FileHash) string {
+	s := ""
+	for i, f := range fs {
+		if i > 0 {
+			s += ", "
+		}
+		s += f.Path
+	}
+	return s
+}
+
+// matchModel pairs each adapter module with a tensor of m, checking shapes.
+func (l *Loaded) matchModel(m model) (map[string]Module, error) {
+	byName := map[string]Tensor{}
+	for _, t := range m.Tensors() {
+		byName[t.Name] = t
+	}
+	out := map[string]Module{}
+	for name, mod := range l.Modules {
+		t, ok := byName[name]
+		if !ok {
+			return nil, inputErr("%s: adapter module %q needs tensor %q, which %s does not have", l.Dir, mod.Name, name, m.Path())
+		}
+		if !t.Matrix() {
+			return nil, inputErr("%s: tensor %q (%s %v) cannot take an adapter: %s", m.Path(), name, t.DType, t.Shape, nonEmpty(t.Reason, "not a weight matrix"))
+		}
+		if t.Out != mod.Out || t.In != mod.In {
+			return nil, inputErr("%s: tensor %q is %d×%d but the adapter's module %q is %d×%d", m.Path(), name, t.Out, t.In, mod.Name, mod.Out, mod.In)
+		}
+		out[name] = mod
+	}
+	return out, nil
+}
+
+func nonEmpty(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// String describes the adapter in one line.
+func (l *Loaded) String() string {
+	return fmt.Sprintf("%s adapter with %d modules", l.Kind, len(l.Modules))
+}

@@ -1,0 +1,188 @@
+package adapter
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/sorsa-convert/sorsa-convert/surgery"
+)
+
+// MergeOptions control Merge.
+type MergeOptions struct {
+	// DType is the stored type of merged weights ("" keeps the residual's).
+	// For safetensors: F32, F16 or BF16.
+	DType string
+	// Force merges even when the residual's checksum differs from the one
+	// the adapter recorded.
+	Force    bool
+	Threads  int
+	Progress Progress
+}
+
+// MergeReport describes a finished merge.
+type MergeReport struct {
+	Residual string   `json:"residual"`
+	Adapter  string   `json:"adapter"`
+	Kind     string   `json:"adapter_kind"`
+	Output   string   `json:"output"`
+	Merged   []string `json:"merged"`
+	Copied   int      `json:"copied"`
+	Seconds  float64  `json:"seconds"`
+}
+
+// Merge folds an adapter into a residual model: W = W_r + scale·B·diag(S)·A,
+// computed in float64 and rounded once. Tensors the adapter does not touch
+// are copied byte for byte. out is a file for a single-file residual and a
+// folder for a checkpoint folder.
+func Merge(ctx context.Context, residual, adapterDir, out string, opts MergeOptions) (rep *MergeReport, err error) {
+	start := time.Now()
+	if opts.Progress == nil {
+		opts.Progress = noProgress{}
+	}
+	m, err := openModel(residual)
+	if err != nil {
+		return nil, wrapInput(err)
+	}
+	defer m.Close()
+	ad, err := Open(adapterDir)
+	if err != nil {
+		return nil, err
+	}
+	defer ad.Close()
+	mods, err := ad.matchModel(m)
+	if err != nil {
+		return nil, err
+	}
+	if !opts.Force {
+		if err := ad.checkResidual(m); err != nil {
+			return nil, err
+		}
+	}
+	dt := opts.DType
+	if dt != "" {
+		if dt, err = normalizeDType(m, dt); err != nil {
+			return nil, err
+		}
+	}
+
+	var targets []Tensor
+	idx := map[string]int{}
+	for _, t := range m.Tensors() {
+		if _, ok := mods[t.Name]; ok {
+			idx[t.Name] = len(targets)
+			targets = append(targets, t)
+		}
+	}
+	newType := map[string]string{}
+	if dt != "" {
+		for _, t := range targets {
+			newType[t.Name] = dt
+		}
+	}
+
+	tx := &outputs{}
+	defer func() {
+		if err != nil {
+			tx.abort()
+		}
+	}()
+	p := startPipeline(ctx, opts.Threads, len(targets), func(ctx context.Context, i int) ([]byte, error) {
+		t := targets[i]
+		return mergeOne(m, ad, mods[t.Name], t, dt)
+	})
+	defer p.stop()
+
+	var total int64
+	for _, t := range m.Tensors() {
+		total += t.Bytes
+	}
+	opts.Progress.Start(total)
+	defer opts.Progress.Finish()
+	rep = &MergeReport{Residual: residual, Adapter: adapterDir, Kind: ad.Kind, Output: out}
+	repl := func(t Tensor) ([]byte, bool, error) {
+		opts.Progress.Add(t.Bytes, t.Name)
+		i, ok := idx[t.Name]
+		if !ok {
+			rep.Copied++
+			return nil, false, ctx.Err()
+		}
+		b, err := p.take(ctx, i)
+		if err != nil {
+			return nil, false, err
+		}
+		rep.Merged = append(rep.Merged, t.Name)
+		return b, true, nil
+	}
+	if err := writeMerged(tx, m, out, newType, repl); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := tx.commit(); err != nil {
+		return nil, err
+	}
+	rep.Seconds = time.Since(start).Seconds()
+	return rep, nil
+}
+
+func mergeOne(m model, ad *Loaded, mod Module, t Tensor, dt string) ([]byte, error) {
+	f, err := ad.Factors(mod)
+	if err != nil {
+		return nil, err
+	}
+	wr, err := m.Decode(t)
+	if err != nil {
+		return nil, wrapInput(fmt.Errorf("%s: %w", m.Path(), err))
+	}
+	acc := make([]float64, len(wr.Data))
+	for i, v := range wr.Data {
+		acc[i] = float64(v)
+	}
+	surgery.AddPrincipal(acc, f, mod.Scale)
+	return m.Encode(t, dt, acc)
+}
+
+// normalizeDType maps a --dtype value to the model format's type name.
+func normalizeDType(m model, dt string) (string, error) {
+	switch m.Format() {
+	case "safetensors":
+		switch strings.ToLower(dt) {
+		case "f32", "float32":
+			return "F32", nil
+		case "f16", "float16":
+			return "F16", nil
+		case "bf16", "bfloat16":
+			return "BF16", nil
+		}
+	}
+	return "", inputErr("--dtype %q is not supported for %s (want f32, f16 or bf16)", dt, m.Format())
+}
+
+// writeMerged writes the merged model at out: a file for a single-file
+// model, a folder for a checkpoint folder.
+func writeMerged(tx *outputs, m model, out string, newType map[string]string, repl func(Tensor) ([]byte, bool, error)) error {
+	switch mm := m.(type) {
+	case *stModel:
+		if mm.dir != mm.path { // a single file: out is the file
+			f, err := tx.create(out)
+			if err != nil {
+				return err
+			}
+			if err := mm.rewriteShard(f, mm.shards[0], newType, repl); err != nil {
+				return fmt.Errorf("writing %s: %w", out, err)
+			}
+			return nil
+		}
+		if st, err := os.Stat(out); err == nil && !st.IsDir() {
+			return inputErr("%s: the residual is a checkpoint folder, so the output must be a folder", out)
+		}
+		_, _, err := writeSafetensors(tx, mm, filepath.Dir(filepath.Clean(out)), filepath.Base(filepath.Clean(out)), newType, repl)
+		return err
+	}
+	return fmt.Errorf("%s: writing %s is not supported", m.Path(), m.Format())
+}

@@ -1,0 +1,193 @@
+package adapter
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+)
+
+// outputs is a set of files written as one transaction: each file is
+// written under a temporary name in its destination folder, fsynced, and
+// renamed over its final name only when every file of the set is complete.
+// On failure, Abort removes every temporary and leaves existing outputs as
+// they were.
+type outputs struct {
+	mu    sync.Mutex
+	files []*outFile
+	dirs  []string // folders this transaction created, removed on Abort if empty
+	done  bool
+}
+
+type outFile struct {
+	final string
+	tmp   *os.File
+	h     hash.Hash
+	w     io.Writer
+	sum   string
+}
+
+// Write implements io.Writer, hashing what it writes.
+func (f *outFile) Write(p []byte) (int, error) { return f.w.Write(p) }
+
+// mkdir creates dir (and parents) and remembers it for Abort.
+func (o *outputs) mkdir(dir string) error {
+	var made []string
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err == nil {
+			break
+		}
+		made = append(made, d)
+		if filepath.Dir(d) == d {
+			break
+		}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	o.mu.Lock()
+	o.dirs = append(o.dirs, made...)
+	o.mu.Unlock()
+	return nil
+}
+
+// create opens a temporary file that becomes path on commit.
+func (o *outputs) create(path string) (*outFile, error) {
+	if err := o.mkdir(filepath.Dir(path)); err != nil {
+		return nil, err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return nil, err
+	}
+	// CreateTemp makes the file private; outputs are ordinary files.
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return nil, err
+	}
+	h := sha256.New()
+	f := &outFile{final: path, tmp: tmp, h: h, w: io.MultiWriter(tmp, h)}
+	o.mu.Lock()
+	o.files = append(o.files, f)
+	o.mu.Unlock()
+	return f, nil
+}
+
+// writeFile writes a small file (a config, a copied tokenizer) in the set.
+func (o *outputs) writeFile(path string, data []byte) (*outFile, error) {
+	f, err := o.create(path)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := f.Write(data); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// copyFile copies src into the set as dst.
+func (o *outputs) copyFile(dst, src string) (*outFile, error) {
+	in, err := os.Open(src)
+	if err != nil {
+		return nil, err
+	}
+	defer in.Close()
+	f, err := o.create(dst)
+	if err != nil {
+		return nil, err
+	}
+	_, err = io.Copy(f, in)
+	return f, err
+}
+
+// sumSoFar returns the hex sha256 of what was written to f so far.
+func (f *outFile) sumSoFar() string { return hex.EncodeToString(f.h.Sum(nil)) }
+
+// commit fsyncs every file, then renames them all into place.
+func (o *outputs) commit() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, f := range o.files {
+		if err := f.tmp.Sync(); err != nil {
+			return fmt.Errorf("%s: %w", f.final, err)
+		}
+		if err := f.tmp.Close(); err != nil {
+			return fmt.Errorf("%s: %w", f.final, err)
+		}
+		f.sum = hex.EncodeToString(f.h.Sum(nil))
+	}
+	for _, f := range o.files {
+		if err := os.Rename(f.tmp.Name(), f.final); err != nil {
+			return fmt.Errorf("%s: %w", f.final, err)
+		}
+	}
+	for _, d := range uniqueDirs(o.files) {
+		syncDir(d)
+	}
+	o.done = true
+	return nil
+}
+
+// abort removes every temporary file and the folders the set created.
+// It is safe to call after commit (it then does nothing).
+func (o *outputs) abort() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.done {
+		return
+	}
+	for _, f := range o.files {
+		f.tmp.Close()
+		os.Remove(f.tmp.Name())
+	}
+	// Remove created folders deepest first; Remove fails on non-empty ones.
+	sort.Slice(o.dirs, func(i, j int) bool { return len(o.dirs[i]) > len(o.dirs[j]) })
+	for _, d := range o.dirs {
+		os.Remove(d)
+	}
+	o.done = true
+}
+
+func uniqueDirs(files []*outFile) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, f := range files {
+		d := filepath.Dir(f.final)
+		if !seen[d] {
+			seen[d] = true
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+}
+
+// hashFile returns the hex sha256 of a file.
+func hashFile(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// errAborted is returned when the caller's context ends the work.
+var errAborted = errors.New("interrupted")

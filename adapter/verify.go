@@ -1,0 +1,206 @@
+package adapter
+
+import (
+	"context"
+	"math"
+	"sort"
+
+	"github.com/sorsa-convert/sorsa-convert/formats/dtype"
+	"github.com/sorsa-convert/sorsa-convert/formats/safetensors"
+	"github.com/sorsa-convert/sorsa-convert/surgery"
+)
+
+// VerifyOptions control Verify.
+type VerifyOptions struct {
+	// OrthTol bounds ‖AAᵀ−I‖_F and ‖BᵀB−I‖_F (default 1e-4).
+	OrthTol float64
+	// RelTol, when > 0, replaces the rounding bound with a bound on the
+	// relative Frobenius error ‖W_r + W_p − W‖_F / ‖W‖_F (for trained or
+	// quantized adapters, whose error is not a single rounding).
+	RelTol  float64
+	Threads int
+}
+
+// VerifyReport is the result of Verify.
+type VerifyReport struct {
+	Original string         `json:"original"`
+	Residual string         `json:"residual"`
+	Adapter  string         `json:"adapter"`
+	Targets  []TargetVerify `json:"targets"`
+	// Linkage checks: the files match the checksums the adapter recorded.
+	SourceMatches   bool     `json:"source_matches"`
+	ResidualMatches bool     `json:"residual_matches"`
+	Problems        []string `json:"problems"`
+	OK              bool     `json:"ok"`
+}
+
+// TargetVerify holds one module's measurements.
+type TargetVerify struct {
+	Tensor string  `json:"tensor"`
+	MaxAbs float64 `json:"max_abs_error"`
+	// MaxRel is MaxAbs over max|W|.
+	MaxRel float64 `json:"max_rel_error"`
+	// FroRel is ‖W_r + W_p − W‖_F / ‖W‖_F.
+	FroRel float64 `json:"fro_rel_error"`
+	// RoundingRatio is max over elements of |error| / (½·ulp(W_r) in the
+	// residual's type); ≤ 1 means the reconstruction is exact up to the one
+	// rounding of the residual.
+	RoundingRatio float64 `json:"rounding_ratio"`
+	OrthA         float64 `json:"orth_a"`
+	OrthB         float64 `json:"orth_b"`
+	OK            bool    `json:"ok"`
+}
+
+// Verify checks a split: for every module, W_r + scale·B·diag(S)·A against
+// the original W, the orthonormality of A and B, and that the files are the
+// ones the adapter recorded. The report's OK is false when any check fails.
+func Verify(ctx context.Context, original, residual, adapterDir string, opts VerifyOptions) (*VerifyReport, error) {
+	if opts.OrthTol == 0 {
+		opts.OrthTol = 1e-4
+	}
+	om, err := openModel(original)
+	if err != nil {
+		return nil, wrapInput(err)
+	}
+	defer om.Close()
+	rm, err := openModel(residual)
+	if err != nil {
+		return nil, wrapInput(err)
+	}
+	defer rm.Close()
+	ad, err := Open(adapterDir)
+	if err != nil {
+		return nil, err
+	}
+	defer ad.Close()
+	rmods, err := ad.matchModel(rm)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := ad.matchModel(om); err != nil {
+		return nil, err
+	}
+	rep := &VerifyReport{Original: original, Residual: residual, Adapter: adapterDir, SourceMatches: true, ResidualMatches: true}
+	if ad.Config != nil {
+		if err := ad.checkResidual(rm); err != nil {
+			rep.ResidualMatches = false
+			rep.Problems = append(rep.Problems, err.Error())
+		}
+		if ok, msg := checkSource(ad.Config, om); !ok {
+			rep.SourceMatches = false
+			rep.Problems = append(rep.Problems, msg)
+		}
+	}
+	otensors := map[string]Tensor{}
+	for _, t := range om.Tensors() {
+		otensors[t.Name] = t
+	}
+	rtensors := map[string]Tensor{}
+	for _, t := range rm.Tensors() {
+		rtensors[t.Name] = t
+	}
+	names := make([]string, 0, len(rmods))
+	for n := range rmods {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	p := startPipeline(ctx, opts.Threads, len(names), func(ctx context.Context, i int) (TargetVerify, error) {
+		n := names[i]
+		return verifyOne(om, rm, ad, rmods[n], otensors[n], rtensors[n], opts)
+	})
+	defer p.stop()
+	rep.OK = rep.SourceMatches && rep.ResidualMatches
+	for i := range names {
+		tv, err := p.take(ctx, i)
+		if err != nil {
+			return nil, err
+		}
+		rep.Targets = append(rep.Targets, tv)
+		rep.OK = rep.OK && tv.OK
+	}
+	return rep, nil
+}
+
+func checkSource(cfg *Config, m model) (bool, string) {
+	got := hashFiles(m, modelFiles(m))
+	if got.err != nil {
+		return false, got.err.Error()
+	}
+	want := map[string]string{}
+	for _, f := range cfg.Source.Files {
+		want[f.Path] = f.SHA256
+	}
+	if len(got.files) == 1 && len(cfg.Source.Files) == 1 {
+		want = map[string]string{got.files[0].Path: cfg.Source.Files[0].SHA256}
+	}
+	for _, f := range got.files {
+		if w, ok := want[f.Path]; !ok || w != f.SHA256 {
+			return false, m.Path() + ": " + f.Path + " is not the file the adapter was split from (sha256 " + f.SHA256 + ", recorded " + w + ")"
+		}
+	}
+	return true, ""
+}
+
+func verifyOne(om, rm model, ad *Loaded, mod Module, ot, rt Tensor, opts VerifyOptions) (TargetVerify, error) {
+	tv := TargetVerify{Tensor: ot.Name}
+	w, err := om.Decode(ot)
+	if err != nil {
+		return tv, wrapInput(err)
+	}
+	wr, err := rm.Decode(rt)
+	if err != nil {
+		return tv, wrapInput(err)
+	}
+	f, err := ad.Factors(mod)
+	if err != nil {
+		return tv, err
+	}
+	acc := make([]float64, len(wr.Data))
+	for i, v := range wr.Data {
+		acc[i] = float64(v)
+	}
+	surgery.AddPrincipal(acc, f, mod.Scale)
+	kind, hasKind := residualKind(rm, rt)
+	var num, den, wmax float64
+	for i, x := range acc {
+		ref := float64(w.Data[i])
+		d := math.Abs(x - ref)
+		num += d * d
+		den += ref * ref
+		wmax = math.Max(wmax, math.Abs(ref))
+		tv.MaxAbs = math.Max(tv.MaxAbs, d)
+		if hasKind {
+			bound := 0.5*dtype.Ulp(kind, float64(wr.Data[i])) + 1e-12*(math.Abs(ref)+math.Abs(x-float64(wr.Data[i])))
+			if bound > 0 {
+				tv.RoundingRatio = math.Max(tv.RoundingRatio, d/bound)
+			} else if d > 0 {
+				tv.RoundingRatio = math.Inf(1)
+			}
+		}
+	}
+	if wmax > 0 {
+		tv.MaxRel = tv.MaxAbs / wmax
+	}
+	if den > 0 {
+		tv.FroRel = math.Sqrt(num / den)
+	}
+	if ad.Kind == KindSORSA {
+		tv.OrthA, tv.OrthB = surgery.Orthonormality(f)
+	}
+	okRecon := hasKind && tv.RoundingRatio <= 1
+	if opts.RelTol > 0 {
+		okRecon = tv.FroRel <= opts.RelTol
+	}
+	tv.OK = okRecon && tv.OrthA <= opts.OrthTol && tv.OrthB <= opts.OrthTol
+	return tv, nil
+}
+
+// residualKind returns the element codec of a residual tensor, when it is a
+// plain float type whose rounding Verify can bound.
+func residualKind(m model, t Tensor) (dtype.Kind, bool) {
+	switch m.Format() {
+	case "safetensors":
+		return safetensors.DType(t.DType).Kind()
+	}
+	return 0, false
+}

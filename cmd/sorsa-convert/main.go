@@ -1,0 +1,157 @@
+// Command sorsa-convert prepares models for SORSA fine-tuning and folds the
+// trained result back: split a model into a frozen residual and trainable
+// SVD factors, merge them, verify a split, and inspect models.
+//
+// This package only wires flags, output and exit codes; the work lives in
+// the adapter, surgery and formats packages.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/sorsa-convert/sorsa-convert/adapter"
+)
+
+// Exit statuses.
+const (
+	exitOK      = 0
+	exitFailed  = 1 // a check failed, or the work failed for a reason other than the input
+	exitBadUse  = 2 // bad usage or bad input
+	exitStopped = 130
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// actionError carries an error from a command's action (as opposed to a
+// usage error found by the flag parser) with its exit status.
+type actionError struct {
+	err  error
+	code int
+}
+
+func (e *actionError) Error() string { return e.err.Error() }
+func (e *actionError) Unwrap() error { return e.err }
+
+// failed is returned by a command whose check did not pass; its report has
+// already been printed.
+var errCheckFailed = errors.New("check failed")
+
+// fail classifies an action's error for its exit status.
+func fail(ctx context.Context, err error) error {
+	if err == nil {
+		return nil
+	}
+	code := exitFailed
+	switch {
+	case ctx.Err() != nil || errors.Is(err, context.Canceled):
+		code, err = exitStopped, errors.New("interrupted; no output was written")
+	case errors.Is(err, adapter.ErrInput), errors.Is(err, os.ErrNotExist):
+		code = exitBadUse
+	case errors.Is(err, errCheckFailed):
+		code = exitFailed
+	}
+	return &actionError{err: err, code: code}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	app := newApp(ctx, stdout, stderr)
+	err := app.RunContext(ctx, intersperse(app, args))
+	if err == nil {
+		return exitOK
+	}
+	var ae *actionError
+	if errors.As(err, &ae) {
+		if !errors.Is(ae.err, errCheckFailed) {
+			fmt.Fprintf(stderr, "sorsa-convert: %v\n", oneLine(ae.err))
+		}
+		return ae.code
+	}
+	fmt.Fprintf(stderr, "sorsa-convert: %v\n", oneLine(err))
+	return exitBadUse
+}
+
+// oneLine keeps an error message on one line.
+func oneLine(err error) string {
+	b := []byte(err.Error())
+	for i, c := range b {
+		if c == '\n' || c == '\r' {
+			b[i] = ' '
+		}
+	}
+	return string(b)
+}
+
+func newApp(ctx context.Context, stdout, stderr io.Writer) *cli.App {
+	return &cli.App{
+		Name:    "sorsa-convert",
+		Usage:   "prepare models for SORSA fine-tuning and fold the result back",
+		Version: version,
+		Description: `SORSA splits each selected weight W (out × in) by SVD into trainable factors
+A (r × in), S (r), B (out × r) — the top-r singular triplets — and a frozen
+residual W_r = W − B·diag(S)·A. Train the factors, then merge W = W_r + B·diag(S)·A.
+
+Examples:
+  sorsa-convert inspect model.safetensors
+  sorsa-convert split model.safetensors -r 128 -t llama -o out/
+  sorsa-convert verify model.safetensors out/residual.safetensors out/adapter
+  sorsa-convert merge out/residual.safetensors out/adapter -o merged.safetensors`,
+		Writer:          stdout,
+		ErrWriter:       stderr,
+		HideHelpCommand: true,
+		ExitErrHandler:  func(*cli.Context, error) {}, // run() maps errors to exit codes
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "json", Usage: "print a machine-readable JSON report on stdout"},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress bar"},
+		},
+		Commands: []*cli.Command{
+			inspectCommand(ctx),
+			splitCommand(ctx),
+			mergeCommand(ctx),
+			verifyCommand(ctx),
+		},
+	}
+}
+
+// wantArgs checks a command's positional argument count.
+func wantArgs(c *cli.Context, n int, names string) error {
+	if c.NArg() != n {
+		return fmt.Errorf("%s: want %d argument(s) %s, got %d (see --help)", c.Command.Name, n, names, c.NArg())
+	}
+	return nil
+}
+
+// progress returns a progress bar on stderr, or nil when stderr is not a
+// terminal or --quiet/--json was given.
+func progress(c *cli.Context, label string) adapter.Progress {
+	if c.Bool("quiet") || c.Bool("json") {
+		return nil
+	}
+	f, ok := c.App.ErrWriter.(*os.File)
+	if !ok || !isTerminal(f) {
+		return nil
+	}
+	return &bar{w: f, label: label}
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

@@ -1,0 +1,183 @@
+// Package dtype holds the element codecs every format package shares: IEEE
+// binary16 (F16), bfloat16 (BF16) and float32, with conversions that round
+// exactly once from float64, the precision surgery computes in.
+//
+// It knows nothing about files; format packages import it, never each other.
+package dtype
+
+import (
+	"encoding/binary"
+	"math"
+
+	"github.com/x448/float16"
+)
+
+// F16ToFloat32 decodes an IEEE binary16 value. Every binary16 value is exact
+// in float32.
+func F16ToFloat32(h uint16) float32 { return float16.Frombits(h).Float32() }
+
+// F16FromFloat32 rounds a float32 to the nearest binary16 (ties to even), as
+// ggml's GGML_FP32_TO_FP16 does.
+func F16FromFloat32(f float32) uint16 { return uint16(float16.Fromfloat32(f)) }
+
+// F16FromFloat64 rounds a float64 to the nearest binary16 (ties to even) with
+// a single rounding.
+func F16FromFloat64(x float64) uint16 { return F16FromFloat32(roundToOdd32(x)) }
+
+// BF16ToFloat32 decodes a bfloat16 value: its bits are the upper half of a
+// float32.
+func BF16ToFloat32(b uint16) float32 { return math.Float32frombits(uint32(b) << 16) }
+
+// BF16FromFloat32 rounds a float32 to the nearest bfloat16 (ties to even).
+// NaNs stay NaN (quiet), infinities stay infinite.
+func BF16FromFloat32(f float32) uint16 {
+	u := math.Float32bits(f)
+	if u&0x7fffffff > 0x7f800000 { // NaN: keep sign, force a quiet payload
+		return uint16(u>>16) | 0x40
+	}
+	// Round to nearest even on the 16 bits shifted out.
+	u += 0x7fff + (u>>16)&1
+	return uint16(u >> 16)
+}
+
+// BF16FromFloat64 rounds a float64 to the nearest bfloat16 (ties to even)
+// with a single rounding.
+func BF16FromFloat64(x float64) uint16 { return BF16FromFloat32(roundToOdd32(x)) }
+
+// F32FromFloat64 rounds a float64 to the nearest float32 (ties to even).
+func F32FromFloat64(x float64) float32 { return float32(x) }
+
+// roundToOdd32 converts x to float32 rounding to odd: truncate toward zero
+// and set the last mantissa bit when the conversion was inexact. A value
+// rounded to odd with at least two extra bits rounds correctly, once, to any
+// narrower format (here binary16 and bfloat16, 11 and 8 significant bits
+// against float32's 24), which a plain float64→float32→float16 chain does not.
+func roundToOdd32(x float64) float32 {
+	f := float32(x)
+	if float64(f) == x || math.IsNaN(x) {
+		return f
+	}
+	// Step toward zero if the nearest rounding went away from zero.
+	if math.Abs(float64(f)) > math.Abs(x) {
+		f = math.Nextafter32(f, 0)
+	}
+	return math.Float32frombits(math.Float32bits(f) | 1)
+}
+
+// Kind names the element types the codecs in this package decode and encode.
+type Kind int
+
+// The element kinds shared by safetensors, GGUF and ONNX.
+const (
+	F32 Kind = iota
+	F16
+	BF16
+	F64
+)
+
+// Size returns the bytes one element of k takes.
+func (k Kind) Size() int {
+	switch k {
+	case F16, BF16:
+		return 2
+	case F64:
+		return 8
+	default:
+		return 4
+	}
+}
+
+// String returns the conventional upper-case name of k.
+func (k Kind) String() string {
+	switch k {
+	case F32:
+		return "F32"
+	case F16:
+		return "F16"
+	case BF16:
+		return "BF16"
+	case F64:
+		return "F64"
+	}
+	return "?"
+}
+
+// Decode converts little-endian elements of kind k in src into dst. len(src)
+// must be len(dst)*k.Size().
+func Decode(k Kind, dst []float32, src []byte) {
+	switch k {
+	case F32:
+		for i := range dst {
+			dst[i] = math.Float32frombits(binary.LittleEndian.Uint32(src[4*i:]))
+		}
+	case F16:
+		for i := range dst {
+			dst[i] = F16ToFloat32(binary.LittleEndian.Uint16(src[2*i:]))
+		}
+	case BF16:
+		for i := range dst {
+			dst[i] = BF16ToFloat32(binary.LittleEndian.Uint16(src[2*i:]))
+		}
+	case F64:
+		for i := range dst {
+			dst[i] = float32(math.Float64frombits(binary.LittleEndian.Uint64(src[8*i:])))
+		}
+	}
+}
+
+// Encode rounds each float64 in src once to kind k and stores it
+// little-endian in dst. len(dst) must be len(src)*k.Size().
+func Encode(k Kind, dst []byte, src []float64) {
+	switch k {
+	case F32:
+		for i, x := range src {
+			binary.LittleEndian.PutUint32(dst[4*i:], math.Float32bits(float32(x)))
+		}
+	case F16:
+		for i, x := range src {
+			binary.LittleEndian.PutUint16(dst[2*i:], F16FromFloat64(x))
+		}
+	case BF16:
+		for i, x := range src {
+			binary.LittleEndian.PutUint16(dst[2*i:], BF16FromFloat64(x))
+		}
+	case F64:
+		for i, x := range src {
+			binary.LittleEndian.PutUint64(dst[8*i:], math.Float64bits(x))
+		}
+	}
+}
+
+// Ulp returns the spacing of kind k's representable values at |x|: the
+// distance from |x| to the next larger magnitude value of that kind. Tests
+// use it to state rounding bounds.
+func Ulp(k Kind, x float64) float64 {
+	x = math.Abs(x)
+	switch k {
+	case F64:
+		return math.Nextafter(x, math.Inf(1)) - x
+	case F32:
+		f := float32(x)
+		if float64(f) > x {
+			f = math.Nextafter32(f, 0)
+		}
+		return float64(math.Nextafter32(f, float32(math.Inf(1)))) - float64(f)
+	case F16:
+		h := F16FromFloat64(x)
+		v := float64(F16ToFloat32(h))
+		if v > x && h&0x7fff > 0 {
+			h--
+			v = float64(F16ToFloat32(h))
+		}
+		return float64(F16ToFloat32(h+1)) - v
+	case BF16:
+		b := BF16FromFloat64(x)
+		v := float64(BF16ToFloat32(b))
+		if v > x && b&0x7fff > 0 {
+			b--
+			v = float64(BF16ToFloat32(b))
+		}
+		return float64(BF16ToFloat32(b+1)) - v
+	}
+	return 0
+}

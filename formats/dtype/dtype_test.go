@@ -1,0 +1,123 @@
+package dtype
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// nearest checks that code is a correctly rounded (ties to even) encoding
+// of x among the finite values of a 16-bit format.
+func nearest(t *testing.T, name string, x float64, code uint16, dec func(uint16) float32) {
+	t.Helper()
+	v := float64(dec(code))
+	d := math.Abs(v - x)
+	for _, n := range []uint16{code - 1, code + 1} {
+		if n&0x7fff >= 0x7c00 && name == "F16" || n&0x7fff >= 0x7f80 && name == "BF16" {
+			continue // neighbours beyond the finite range
+		}
+		if (n^code)&0x8000 != 0 {
+			continue
+		}
+		w := float64(dec(n))
+		dn := math.Abs(w - x)
+		if dn < d || dn == d && code&1 == 1 {
+			t.Fatalf("%s(%v) = %#04x (%v), but %#04x (%v) is nearer or the even tie", name, x, code, v, n, w)
+		}
+	}
+}
+
+func TestSingleRounding(t *testing.T) {
+	// 1 + 2^-11 + 2^-30 lies just above the midpoint between binary16's 1
+	// and 1+2^-10. float32 drops the 2^-30, leaving an exact tie that a
+	// float64→float32→float16 chain rounds down to 1; one rounding goes up.
+	x := 1 + math.Ldexp(1, -11) + math.Ldexp(1, -30)
+	if got := F16ToFloat32(F16FromFloat64(x)); float64(got) != 1+math.Ldexp(1, -10) {
+		t.Errorf("F16FromFloat64(%v) = %v, want %v", x, got, 1+math.Ldexp(1, -10))
+	}
+	if got := F16ToFloat32(F16FromFloat32(float32(x))); got != 1 {
+		t.Errorf("double rounding through float32 gave %v; the test no longer shows the hazard", got)
+	}
+	// The same for bfloat16 (8 significant bits).
+	y := 1 + math.Ldexp(1, -8) + math.Ldexp(1, -30)
+	if got := BF16ToFloat32(BF16FromFloat64(y)); float64(got) != 1+math.Ldexp(1, -7) {
+		t.Errorf("BF16FromFloat64(%v) = %v, want %v", y, got, 1+math.Ldexp(1, -7))
+	}
+}
+
+func TestRoundingIsNearest(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := 0; i < 200000; i++ {
+		x := rng.NormFloat64() * math.Pow(2, float64(rng.IntN(30)-15))
+		nearest(t, "F16", x, F16FromFloat64(x), F16ToFloat32)
+		nearest(t, "BF16", x, BF16FromFloat64(x), BF16ToFloat32)
+	}
+}
+
+func TestSpecialValues(t *testing.T) {
+	cases := []struct {
+		x        float64
+		f16, b16 uint16
+	}{
+		{0, 0x0000, 0x0000},
+		{math.Copysign(0, -1), 0x8000, 0x8000},
+		{1, 0x3c00, 0x3f80},
+		{-2, 0xc000, 0xc000},
+		{65504, 0x7bff, 0x4780},
+		{1e6, 0x7c00, 0x4974},
+		{math.Inf(1), 0x7c00, 0x7f80},
+		{math.Inf(-1), 0xfc00, 0xff80},
+		{math.Ldexp(1, -24), 0x0001, 0x3380}, // smallest binary16 subnormal
+	}
+	for _, c := range cases {
+		if got := F16FromFloat64(c.x); got != c.f16 {
+			t.Errorf("F16FromFloat64(%v) = %#04x, want %#04x", c.x, got, c.f16)
+		}
+		if got := BF16FromFloat64(c.x); got != c.b16 {
+			t.Errorf("BF16FromFloat64(%v) = %#04x, want %#04x", c.x, got, c.b16)
+		}
+	}
+	if h := F16FromFloat64(math.NaN()); h&0x7c00 != 0x7c00 || h&0x3ff == 0 {
+		t.Errorf("F16 NaN = %#04x", h)
+	}
+	if b := BF16FromFloat64(math.NaN()); b&0x7f80 != 0x7f80 || b&0x7f == 0 {
+		t.Errorf("BF16 NaN = %#04x", b)
+	}
+}
+
+func TestEncodeDecode(t *testing.T) {
+	vals := []float64{0, 1, -1.5, 3.140625, 1e-3, -65504}
+	for _, k := range []Kind{F32, F16, BF16, F64} {
+		b := make([]byte, len(vals)*k.Size())
+		Encode(k, b, vals)
+		got := make([]float32, len(vals))
+		Decode(k, got, b)
+		for i, v := range vals {
+			// Decode yields float32, so F64 is bounded by float32's ulp.
+			bound := math.Max(Ulp(k, v), Ulp(F32, v))
+			if d := math.Abs(float64(got[i]) - v); d > bound {
+				t.Errorf("%v: %v → %v (error %g > ulp %g)", k, v, got[i], d, bound)
+			}
+		}
+	}
+}
+
+func TestUlp(t *testing.T) {
+	cases := []struct {
+		k    Kind
+		x    float64
+		want float64
+	}{
+		{F32, 1, math.Ldexp(1, -23)},
+		{F16, 1, math.Ldexp(1, -10)},
+		{BF16, 1, math.Ldexp(1, -7)},
+		{F16, 1.5, math.Ldexp(1, -10)},
+		{BF16, -3, math.Ldexp(1, -6)},
+		{F16, 0, math.Ldexp(1, -24)},
+	}
+	for _, c := range cases {
+		if got := Ulp(c.k, c.x); got != c.want {
+			t.Errorf("Ulp(%v, %v) = %g, want %g", c.k, c.x, got, c.want)
+		}
+	}
+}
