@@ -49,7 +49,7 @@ Examples:
 			if err != nil {
 				return fail(ctx, err)
 			}
-			if c.Bool("json") {
+			if wantJSON(c) {
 				return printJSON(c.App.Writer, info)
 			}
 			printInspect(c.App.Writer, info)
@@ -184,7 +184,7 @@ Examples:
 			if err != nil {
 				return fail(ctx, err)
 			}
-			if c.Bool("json") {
+			if wantJSON(c) {
 				return printJSON(c.App.Writer, rep)
 			}
 			printSplit(c.App.Writer, rep)
@@ -236,7 +236,7 @@ Examples:
 			if err != nil {
 				return fail(ctx, err)
 			}
-			if c.Bool("json") {
+			if wantJSON(c) {
 				return printJSON(c.App.Writer, rep)
 			}
 			fmt.Fprintf(c.App.Writer, "merged %d weights (%s), copied %d tensors unchanged, in %.2fs\noutput: %s\n",
@@ -276,7 +276,7 @@ Examples:
 			if err != nil {
 				return fail(ctx, err)
 			}
-			if c.Bool("json") {
+			if wantJSON(c) {
 				if err := printJSON(c.App.Writer, rep); err != nil {
 					return err
 				}

@@ -140,7 +140,7 @@ func wantArgs(c *cli.Context, n int, names string) error {
 // progress returns a progress bar on stderr, or nil when stderr is not a
 // terminal or --quiet/--json was given.
 func progress(c *cli.Context, label string) adapter.Progress {
-	if c.Bool("quiet") || c.Bool("json") {
+	if anyBool(c, "quiet") || wantJSON(c) {
 		return nil
 	}
 	f, ok := c.App.ErrWriter.(*os.File)
@@ -155,3 +155,17 @@ func printJSON(w io.Writer, v any) error {
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
 }
+
+// anyBool reports whether a boolean flag was given to the command or
+// before it (urfave/cli reads a command's own flag first, so a global
+// --json would otherwise be shadowed by the command's unset one).
+func anyBool(c *cli.Context, name string) bool {
+	for _, x := range c.Lineage() {
+		if x.Bool(name) {
+			return true
+		}
+	}
+	return false
+}
+
+func wantJSON(c *cli.Context) bool { return anyBool(c, "json") }

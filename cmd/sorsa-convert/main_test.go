@@ -1,0 +1,293 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sorsa-convert/sorsa-convert/formats/dtype"
+	"github.com/sorsa-convert/sorsa-convert/formats/safetensors"
+)
+
+// TestMain lets the test binary act as the CLI: tests re-run themselves
+// with SORSA_CONVERT_MAIN=1 to get a real process (exit codes, signals,
+// panics that would otherwise kill the test).
+func TestMain(m *testing.M) {
+	if os.Getenv("SORSA_CONVERT_MAIN") == "1" {
+		main()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// runCLI runs the CLI as a separate process.
+func runCLI(t *testing.T, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), "SORSA_CONVERT_MAIN=1")
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return result{code, out.String(), errb.String()}
+}
+
+// inproc runs the CLI in this process (fast; for well-behaved cases).
+func inproc(args ...string) result {
+	var out, errb bytes.Buffer
+	code := run(context.Background(), append([]string{"sorsa-convert"}, args...), &out, &errb)
+	return result{code, out.String(), errb.String()}
+}
+
+// writeModel writes a small checkpoint: layers × (q_proj, down_proj) of
+// size n, F16, plus a norm.
+func writeModel(t *testing.T, path string, layers, n int) {
+	t.Helper()
+	var infos []safetensors.TensorInfo
+	for l := 0; l < layers; l++ {
+		infos = append(infos,
+			safetensors.TensorInfo{Name: fmt.Sprintf("model.layers.%d.self_attn.q_proj.weight", l), DType: "F16", Shape: []int64{int64(n), int64(n)}},
+			safetensors.TensorInfo{Name: fmt.Sprintf("model.layers.%d.mlp.down_proj.weight", l), DType: "F16", Shape: []int64{int64(n), int64(2 * n)}},
+			safetensors.TensorInfo{Name: fmt.Sprintf("model.layers.%d.input_layernorm.weight", l), DType: "F16", Shape: []int64{int64(n)}},
+		)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	w, err := safetensors.NewWriter(f, infos, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed := uint32(1)
+	for _, ti := range infos {
+		cnt := ti.NumElements()
+		vals := make([]float64, cnt)
+		for i := range vals {
+			seed = seed*1664525 + 1013904223
+			vals[i] = float64(int32(seed)) / (1 << 31)
+		}
+		b := make([]byte, 2*cnt)
+		dtype.Encode(dtype.F16, b, vals)
+		if err := w.WriteTensor(ti.Name, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestHelpAndUsage(t *testing.T) {
+	for _, args := range [][]string{{"--help"}, {"split", "--help"}, {"merge", "--help"}, {"verify", "--help"}, {"inspect", "--help"}} {
+		r := inproc(args...)
+		if r.code != 0 || !strings.Contains(r.stdout, "sorsa-convert") {
+			t.Errorf("%v: code %d, stdout %q", args, r.code, r.stdout)
+		}
+	}
+	if r := inproc("split", "--help"); !strings.Contains(r.stdout, "Examples:") {
+		t.Error("split --help has no examples")
+	}
+	bad := [][]string{
+		{"split"},                  // no model
+		{"split", "m.safetensors"}, // no -r / -o
+		{"split", "m.safetensors", "-r", "x", "-o", "o"},
+		{"merge", "a"},
+		{"verify", "a", "b"},
+		{"frobnicate"},
+		{"split", "m.safetensors", "-r", "4", "-o", "o", "--svd", "magic"},
+		{"split", "m.safetensors", "-r", "4", "-o", "o", "-t", "("},
+	}
+	for _, args := range bad {
+		r := inproc(args...)
+		if r.code != exitBadUse {
+			t.Errorf("%v: exit %d, want %d (stderr %q)", args, r.code, exitBadUse, r.stderr)
+		}
+		if strings.Count(strings.TrimSpace(r.stderr), "\n") > 0 && !strings.Contains(r.stderr, "Incorrect Usage") {
+			t.Errorf("%v: error is not one line: %q", args, r.stderr)
+		}
+	}
+}
+
+func TestSplitVerifyMergeJSON(t *testing.T) {
+	dir := t.TempDir()
+	model := filepath.Join(dir, "m.safetensors")
+	writeModel(t, model, 2, 32)
+	out := filepath.Join(dir, "out")
+	// Flags after the positional argument, as users type them.
+	r := inproc("split", model, "-r", "4", "-o", out, "--json", "--svd", "randomized", "--seed", "7")
+	if r.code != 0 {
+		t.Fatalf("split: %d %s", r.code, r.stderr)
+	}
+	var rep struct {
+		Rank    int
+		Targets []struct{ Tensor string }
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+		t.Fatalf("split --json: %v\n%s", err, r.stdout)
+	}
+	if rep.Rank != 4 || len(rep.Targets) != 4 {
+		t.Errorf("split report: %+v", rep)
+	}
+	r = inproc("--json", "verify", model, filepath.Join(out, "residual.safetensors"), filepath.Join(out, "adapter"))
+	if r.code != 0 || !strings.Contains(r.stdout, `"ok": true`) {
+		t.Fatalf("verify: %d %s %s", r.code, r.stdout, r.stderr)
+	}
+	// Verify against the residual as "original" fails the check: exit 1.
+	r = inproc("verify", filepath.Join(out, "residual.safetensors"), filepath.Join(out, "residual.safetensors"), filepath.Join(out, "adapter"))
+	if r.code != exitFailed || !strings.Contains(r.stdout, "FAILED") {
+		t.Errorf("verify of a wrong original: exit %d, %s", r.code, r.stdout)
+	}
+	merged := filepath.Join(dir, "merged.safetensors")
+	r = inproc("merge", filepath.Join(out, "residual.safetensors"), filepath.Join(out, "adapter"), "-o", merged)
+	if r.code != 0 {
+		t.Fatalf("merge: %d %s", r.code, r.stderr)
+	}
+	r = inproc("inspect", merged, "--json")
+	var info struct {
+		Totals struct{ Tensors, Targets int }
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &info); err != nil || info.Totals.Tensors != 6 || info.Totals.Targets != 4 {
+		t.Errorf("inspect --json: %v %+v", err, info)
+	}
+}
+
+// TestBrokenInputs runs the CLI over a corpus of damaged files: every one
+// must give exit 2, a one-line error naming the file, no panic, and no
+// output.
+func TestBrokenInputs(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.safetensors")
+	writeModel(t, good, 1, 16)
+	raw, err := os.ReadFile(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hlen := int(binary.LittleEndian.Uint64(raw))
+	type bad struct {
+		name string
+		data []byte
+	}
+	var corpus []bad
+	for _, cut := range []int{0, 1, 7, 8, 9, 20, hlen / 2, hlen + 7, hlen + 8, hlen + 9, len(raw) / 2, len(raw) - 1} {
+		corpus = append(corpus, bad{fmt.Sprintf("truncated-%d", cut), raw[:cut]})
+	}
+	for _, off := range []int{0, 3, 7, 10, 12, hlen / 3, hlen / 2, 2 * hlen / 3, hlen} {
+		b := append([]byte(nil), raw...)
+		b[off] ^= 0xa5
+		corpus = append(corpus, bad{fmt.Sprintf("flipped-%d", off), b})
+	}
+	huge := append([]byte(nil), raw...)
+	binary.LittleEndian.PutUint64(huge, 1<<62)
+	corpus = append(corpus, bad{"huge-header", huge})
+	hdr := string(raw[8 : 8+hlen])
+	for name, repl := range map[string][2]string{
+		"bad-offsets":   {`"data_offsets":[0,`, `"data_offsets":[4,`},
+		"unknown-dtype": {`"F16"`, `"F17"`},
+		"huge-shape":    {`"shape":[16,16]`, `"shape":[4611686018427387904,16]`},
+		"negative-dim":  {`"shape":[16,16]`, `"shape":[-16,16]`},
+	} {
+		h := strings.Replace(hdr, repl[0], repl[1], 1)
+		if h == hdr {
+			t.Fatalf("%s: pattern %q not in header %s", name, repl[0], hdr)
+		}
+		b := make([]byte, 8, len(raw)+len(h))
+		binary.LittleEndian.PutUint64(b, uint64(len(h)))
+		b = append(append(b, h...), raw[8+hlen:]...)
+		corpus = append(corpus, bad{name, b})
+	}
+	corpus = append(corpus, bad{"gguf-magic-garbage", []byte("GGUF\x03\x00\x00\x00garbage")}, bad{"text", []byte("hello world, not a model")})
+
+	for _, c := range corpus {
+		path := filepath.Join(dir, c.name+".safetensors")
+		if err := os.WriteFile(path, c.data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out := filepath.Join(dir, "out-"+c.name)
+		for _, args := range [][]string{{"split", path, "-r", "2", "-o", out}, {"inspect", path}} {
+			r := runCLI(t, args...)
+			msg := strings.TrimRight(r.stderr, "\n")
+			switch {
+			case r.code != exitBadUse:
+				t.Errorf("%s %s: exit %d, want 2 (stderr %q)", args[0], c.name, r.code, r.stderr)
+			case strings.Contains(r.stderr, "panic") || strings.Contains(r.stderr, "goroutine "):
+				t.Errorf("%s %s: panic: %s", args[0], c.name, r.stderr)
+			case strings.Contains(msg, "\n") || msg == "":
+				t.Errorf("%s %s: error is not one line: %q", args[0], c.name, r.stderr)
+			case !strings.Contains(msg, c.name):
+				t.Errorf("%s %s: error does not name the file: %q", args[0], c.name, msg)
+			}
+		}
+		if _, err := os.Stat(out); !os.IsNotExist(err) {
+			t.Errorf("%s: output left behind", c.name)
+		}
+		if after, _ := os.ReadFile(path); !bytes.Equal(after, c.data) {
+			t.Errorf("%s: input modified", c.name)
+		}
+	}
+}
+
+// TestInterruptLeavesNothing starts a split, interrupts it once it has begun
+// writing, and checks that no output (complete-looking or temporary)
+// remains and the input is unchanged.
+func TestInterruptLeavesNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow")
+	}
+	dir := t.TempDir()
+	model := filepath.Join(dir, "m.safetensors")
+	writeModel(t, model, 6, 600)
+	before, _ := os.ReadFile(model)
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		out := filepath.Join(dir, "out-"+sig.String())
+		cmd := exec.Command(os.Args[0], "split", model, "-r", "64", "--svd", "randomized", "-o", out, "--threads", "1")
+		cmd.Env = append(os.Environ(), "SORSA_CONVERT_MAIN=1")
+		var errb bytes.Buffer
+		cmd.Stderr = &errb
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// Wait until the split has created its temporary files.
+		deadline := time.Now().Add(30 * time.Second)
+		for time.Now().Before(deadline) {
+			if ents, _ := os.ReadDir(out); len(ents) > 0 {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		cmd.Process.Signal(sig)
+		err := cmd.Wait()
+		ee, ok := err.(*exec.ExitError)
+		if !ok || ee.ExitCode() != exitStopped {
+			t.Errorf("%v: got %v (stderr %q), want exit %d", sig, err, errb.String(), exitStopped)
+		}
+		if _, err := os.Stat(out); !os.IsNotExist(err) {
+			var left []string
+			filepath.Walk(out, func(p string, _ os.FileInfo, _ error) error { left = append(left, p); return nil })
+			t.Errorf("%v: left %v", sig, left)
+		}
+	}
+	if after, _ := os.ReadFile(model); !bytes.Equal(before, after) {
+		t.Error("input modified")
+	}
+}
