@@ -362,3 +362,48 @@ func TestPresetsAndDefaults(t *testing.T) {
 		t.Errorf("attention preset: %s", got)
 	}
 }
+
+func TestNonFiniteWeights(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "m.safetensors")
+	writeFixture(t, src, llamaTensors("F32", 1, 32, 48), 1, 4)
+	// Poison one element of q_proj with NaN, in place.
+	f, err := safetensors.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ti, _ := f.Lookup("model.layers.0.self_attn.q_proj.weight")
+	off := f.DataOffset() + ti.Offset + 4*37
+	f.Close()
+	raw, _ := os.ReadFile(src)
+	copy(raw[off:], []byte{0, 0, 0xc0, 0x7f}) // float32 NaN
+	os.WriteFile(src, raw, 0o644)
+
+	_, err = Split(context.Background(), src, filepath.Join(dir, "refused"), SplitOptions{Rank: 4})
+	if !errors.Is(err, ErrInput) || !strings.Contains(err.Error(), "q_proj") || !strings.Contains(err.Error(), "allow-nonfinite") {
+		t.Fatalf("NaN weight: %v", err)
+	}
+	out := filepath.Join(dir, "out")
+	rep, err := Split(context.Background(), src, out, SplitOptions{Rank: 4, AllowNonFinite: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	flagged := 0
+	for _, tr := range rep.Targets {
+		if tr.NonFinite != "" {
+			flagged++
+		}
+	}
+	if flagged != 1 {
+		t.Fatalf("%d weights flagged non-finite, want 1", flagged)
+	}
+	orig, _ := readTensor(t, src, ti.Name)
+	res, _ := readTensor(t, filepath.Join(out, "residual.safetensors"), ti.Name)
+	if !bytes.Equal(orig, res) {
+		t.Error("non-finite weight was not passed through untouched")
+	}
+	vr, err := Verify(context.Background(), src, filepath.Join(out, "residual.safetensors"), filepath.Join(out, "adapter"), VerifyOptions{})
+	if err != nil || !vr.OK {
+		t.Fatalf("verify: %v %+v", err, vr)
+	}
+}

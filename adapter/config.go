@@ -82,6 +82,9 @@ type Target struct {
 	Shape       []int64 `json:"shape"`        // canonical [out, in]
 	StoredShape []int64 `json:"stored_shape"` // as the format stores it
 	Orientation string  `json:"orientation"`  // "out_in" (as stored) or "in_out" (stored transposed)
+	// NonFinite marks a weight that held NaN/Inf and was passed through
+	// untouched, with zero factors.
+	NonFinite bool `json:"nonfinite,omitempty"`
 }
 
 // Training holds the suggested SORSA training settings.

@@ -39,6 +39,8 @@ type Module struct {
 	Scale  float64
 	Out    int
 	In     int
+	// NonFinite: the weight was passed through at split (zero factors).
+	NonFinite bool
 }
 
 // Open opens an adapter folder: our adapter_config.json +
@@ -72,7 +74,7 @@ func Open(dir string) (*Loaded, error) {
 		l.Config = cfg
 		for _, t := range cfg.Targets {
 			l.Modules[t.Tensor] = Module{Name: t.Module, Tensor: t.Tensor, Rank: cfg.Rank, Scale: cfg.Scale,
-				Out: int(t.Shape[0]), In: int(t.Shape[1])}
+				Out: int(t.Shape[0]), In: int(t.Shape[1]), NonFinite: t.NonFinite}
 		}
 		return l, nil
 	}

@@ -46,6 +46,8 @@ type model interface {
 	Tensors() []Tensor
 	// Decode reads t as a canonical out × in float32 matrix.
 	Decode(t Tensor) (*surgery.Matrix, error)
+	// Raw reads t's stored bytes.
+	Raw(t Tensor) ([]byte, error)
 	// Encode rounds canonical out × in values once to dtype (t.DType when
 	// empty) in t's stored orientation.
 	Encode(t Tensor, dtype string, canon []float64) ([]byte, error)

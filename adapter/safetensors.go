@@ -149,7 +149,7 @@ func (m *stModel) Close() error {
 	return nil
 }
 
-func (m *stModel) readRaw(t Tensor) ([]byte, error) {
+func (m *stModel) Raw(t Tensor) ([]byte, error) {
 	sec, err := m.file(t).Section(t.Name)
 	if err != nil {
 		return nil, err
@@ -180,7 +180,7 @@ func (m *stModel) Decode(t Tensor) (*surgery.Matrix, error) {
 	if !ok || len(t.Shape) != 2 {
 		return nil, fmt.Errorf("tensor %q: %s %v is not a float matrix", t.Name, t.DType, t.Shape)
 	}
-	raw, err := m.readRaw(t)
+	raw, err := m.Raw(t)
 	if err != nil {
 		return nil, err
 	}

@@ -44,6 +44,9 @@ type SplitOptions struct {
 	Targets []*regexp.Regexp // nil: the default target set
 	Threads int              // workers; ≤ 0: all cores
 	PEFT    bool             // also write OUT/peft, a PEFT LoRA adapter
+	// AllowNonFinite passes weights holding NaN or Inf through untouched
+	// (their factors are zero) instead of refusing the split.
+	AllowNonFinite bool
 	// NoInitial skips adapter_init.safetensors, the copy of the factors at
 	// split time that conversion to a plain LoRA needs.
 	NoInitial bool
@@ -78,6 +81,9 @@ type TargetReport struct {
 	// Energy is the fraction of ‖W‖²_F the principal part holds.
 	Energy  float64 `json:"energy"`
 	Seconds float64 `json:"seconds"`
+	// NonFinite marks a weight holding NaN/Inf, passed through untouched
+	// with zero factors (only with AllowNonFinite).
+	NonFinite string `json:"nonfinite,omitempty"`
 }
 
 // ErrInput marks errors caused by the user's input (bad file, bad option);
@@ -173,7 +179,7 @@ func Split(ctx context.Context, input, outDir string, opts SplitOptions) (rep *S
 	go func() { srcHash <- hashFiles(m, srcFiles) }()
 
 	p := startPipeline(ctx, opts.Threads, len(targets), func(ctx context.Context, i int) (*splitResult, error) {
-		return splitOne(m, targets[i], svd, scale)
+		return splitOne(m, targets[i], svd, scale, opts.AllowNonFinite)
 	})
 	defer p.stop()
 
@@ -256,8 +262,10 @@ func Split(ctx context.Context, input, outDir string, opts SplitOptions) (rep *S
 		Training: Training{Gamma: SuggestedGamma, LearningRate: SuggestedLearningRate,
 			Regularizer: "mean over all A and B of ||A·Aᵀ−I||_F + ||Bᵀ·B−I||_F (unsquared)"},
 	}
-	for _, t := range targets {
-		cfg.Targets = append(cfg.Targets, targetRecord(t))
+	for i, t := range targets {
+		rec := targetRecord(t)
+		rec.NonFinite = rep.Targets[i].NonFinite != ""
+		cfg.Targets = append(cfg.Targets, rec)
 		cfg.TargetModules = append(cfg.TargetModules, ModuleName(t.Name))
 	}
 	b, err := cfg.marshal()
@@ -292,7 +300,7 @@ func targetRecord(t Tensor) Target {
 }
 
 // splitOne decomposes one weight and encodes its residual.
-func splitOne(m model, t Tensor, opts surgery.Options, scale float64) (*splitResult, error) {
+func splitOne(m model, t Tensor, opts surgery.Options, scale float64, allowNonFinite bool) (*splitResult, error) {
 	start := time.Now()
 	w, err := m.Decode(t)
 	if err != nil {
@@ -300,10 +308,20 @@ func splitOne(m model, t Tensor, opts surgery.Options, scale float64) (*splitRes
 	}
 	f, err := surgery.Decompose(w, opts)
 	if err != nil {
-		if errors.Is(err, surgery.ErrNonFinite) {
-			return nil, inputErr("%s: tensor %q: %v", m.Path(), t.Name, err)
+		if !errors.Is(err, surgery.ErrNonFinite) {
+			return nil, fmt.Errorf("%s: tensor %q: %w", m.Path(), t.Name, err)
 		}
-		return nil, fmt.Errorf("%s: tensor %q: %w", m.Path(), t.Name, err)
+		if !allowNonFinite {
+			return nil, inputErr("%s: tensor %q: %v (use --allow-nonfinite to pass it through untouched)", m.Path(), t.Name, err)
+		}
+		raw, rerr := m.Raw(t)
+		if rerr != nil {
+			return nil, rerr
+		}
+		r := opts.Rank
+		zero := &surgery.Factors{A: surgery.NewMatrix(r, t.In), S: make([]float32, r), B: surgery.NewMatrix(t.Out, r)}
+		return &splitResult{residual: raw, factors: zero, report: TargetReport{Tensor: t.Name, Module: ModuleName(t.Name),
+			DType: t.DType, Out: t.Out, In: t.In, Method: "none", NonFinite: err.Error()}}, nil
 	}
 	res := make([]float64, t.Out*t.In)
 	surgery.Residual(w, f, scale, res)

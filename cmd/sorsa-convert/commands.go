@@ -140,6 +140,7 @@ Examples:
 			&cli.Float64Flag{Name: "alpha", Usage: "scale the principal part by alpha/r (default: scale 1, as SORSA)"},
 			&cli.BoolFlag{Name: "peft", Usage: "also write OUT/peft, a PEFT LoRA adapter of the same principal subspace"},
 			&cli.BoolFlag{Name: "no-initial", Usage: "do not keep adapter_init.safetensors"},
+			&cli.BoolFlag{Name: "allow-nonfinite", Usage: "pass weights holding NaN/Inf through untouched (zero factors) instead of refusing"},
 			&cli.IntFlag{Name: "threads", Usage: "worker threads (default: all cores)"},
 		),
 		Action: func(c *cli.Context) error {
@@ -165,13 +166,14 @@ Examples:
 				over = -1
 			}
 			opts := adapter.SplitOptions{
-				Rank:      c.Int("rank"),
-				SVD:       surgery.Options{Method: method, NIter: niter, Oversample: over, Seed: c.Uint64("seed")},
-				Targets:   pats,
-				Threads:   c.Int("threads"),
-				PEFT:      c.Bool("peft"),
-				NoInitial: c.Bool("no-initial"),
-				Progress:  progress(c, "split"),
+				Rank:           c.Int("rank"),
+				SVD:            surgery.Options{Method: method, NIter: niter, Oversample: over, Seed: c.Uint64("seed")},
+				Targets:        pats,
+				Threads:        c.Int("threads"),
+				PEFT:           c.Bool("peft"),
+				NoInitial:      c.Bool("no-initial"),
+				AllowNonFinite: c.Bool("allow-nonfinite"),
+				Progress:       progress(c, "split"),
 			}
 			if c.IsSet("alpha") {
 				a := c.Float64("alpha")
