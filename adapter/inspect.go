@@ -44,6 +44,9 @@ func Inspect(path string, pats []*regexp.Regexp) (*ModelInfo, error) {
 		return nil, wrapInput(err)
 	}
 	defer m.Close()
+	if len(pats) == 0 && m.Format() == "gguf" {
+		pats = defaultGGUFTargets(m.Tensors())
+	}
 	targets, err := SelectTargets(m.Tensors(), pats)
 	if err != nil {
 		return nil, inputErr("%s: %v", path, err)

@@ -3,6 +3,7 @@ package adapter
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -14,8 +15,9 @@ import (
 
 // Kind values of a loaded adapter.
 const (
-	KindSORSA = "sorsa"
-	KindPEFT  = "peft-lora"
+	KindSORSA    = "sorsa"
+	KindPEFT     = "peft-lora"
+	KindLoRAGGUF = "llama.cpp-lora"
 )
 
 // Loaded is an adapter folder opened for merging: ours (SORSA factors) or a
@@ -28,6 +30,7 @@ type Loaded struct {
 	// Modules maps each adapted weight tensor's name to its module.
 	Modules map[string]Module
 	file    *safetensors.File
+	lora    *loraGGUF
 	path    string
 }
 
@@ -46,6 +49,12 @@ type Module struct {
 // Open opens an adapter folder: our adapter_config.json +
 // adapter_model.safetensors, or a PEFT LoRA folder.
 func Open(dir string) (*Loaded, error) {
+	if st, err := os.Stat(dir); err == nil && !st.IsDir() {
+		if isGGUF(dir) {
+			return openLoRAGGUF(dir)
+		}
+		return nil, inputErr("%s: not an adapter (want an adapter folder or a llama.cpp LoRA .gguf)", dir)
+	}
 	cfgPath := filepath.Join(dir, ConfigName)
 	b, err := os.ReadFile(cfgPath)
 	if err != nil {
@@ -144,6 +153,9 @@ func Open(dir string) (*Loaded, error) {
 
 // Close releases the adapter file.
 func (l *Loaded) Close() error {
+	if l.lora != nil {
+		return l.lora.f.Close()
+	}
 	if l.file != nil {
 		return l.file.Close()
 	}
@@ -155,6 +167,9 @@ func (l *Loaded) Close() error {
 func (l *Loaded) Factors(m Module) (*surgery.Factors, error) {
 	if l.Kind == KindSORSA {
 		return readFactors(l.file, l.path, m.Name, m.Rank, m.Out, m.In)
+	}
+	if l.lora != nil {
+		return l.lora.factors(m)
 	}
 	var a, b []float32
 	var err error
@@ -259,4 +274,16 @@ func nonEmpty(s, def string) string {
 // String describes the adapter in one line.
 func (l *Loaded) String() string {
 	return fmt.Sprintf("%s adapter with %d modules", l.Kind, len(l.Modules))
+}
+
+// isGGUF reports whether the file starts with the GGUF magic.
+func isGGUF(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	var b [4]byte
+	_, err = io.ReadFull(f, b[:])
+	return err == nil && string(b[:]) == "GGUF"
 }

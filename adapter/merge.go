@@ -63,6 +63,9 @@ func Merge(ctx context.Context, residual, adapterDir, out string, opts MergeOpti
 		}
 	}
 	dt := opts.DType
+	if dt == "keep" {
+		dt = ""
+	}
 	if dt != "" {
 		if dt, err = normalizeDType(m, dt); err != nil {
 			return nil, err
@@ -150,6 +153,11 @@ func mergeOne(m model, ad *Loaded, mod Module, t Tensor, dt string) ([]byte, err
 // normalizeDType maps a --dtype value to the model format's type name.
 func normalizeDType(m model, dt string) (string, error) {
 	switch m.Format() {
+	case "gguf":
+		if typ, ok := parseGGMLType(dt); ok && (typ.CanQuantize() || typ == 0 || typ == 1 || typ == 30) {
+			return typ.String(), nil
+		}
+		return "", inputErr("type %q is not writable for GGUF (want f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k or q6_k)", dt)
 	case "safetensors":
 		switch strings.ToLower(dt) {
 		case "f32", "float32":
@@ -182,6 +190,9 @@ func writeMerged(tx *outputs, m model, out string, newType map[string]string, re
 			return inputErr("%s: the residual is a checkpoint folder, so the output must be a folder", out)
 		}
 		_, _, err := writeSafetensors(tx, mm, filepath.Dir(filepath.Clean(out)), filepath.Base(filepath.Clean(out)), newType, repl)
+		return err
+	case *ggufModel:
+		_, _, err := writeGGUF(tx, mm, out, newType, repl)
 		return err
 	}
 	return fmt.Errorf("%s: writing %s is not supported", m.Path(), m.Format())

@@ -44,6 +44,10 @@ type SplitOptions struct {
 	Targets []*regexp.Regexp // nil: the default target set
 	Threads int              // workers; ≤ 0: all cores
 	PEFT    bool             // also write OUT/peft, a PEFT LoRA adapter
+	// ResidualType is the stored type of residual weights: "" or "keep" for
+	// each weight's own type, else a type name of the model's format (GGUF:
+	// f32, f16, bf16, q8_0, q4_0, q4_k, q6_k …; safetensors: f32, f16, bf16).
+	ResidualType string
 	// AllowNonFinite passes weights holding NaN or Inf through untouched
 	// (their factors are zero) instead of refusing the split.
 	AllowNonFinite bool
@@ -66,6 +70,7 @@ type SplitReport struct {
 	Seconds  float64        `json:"seconds"`
 	Residual string         `json:"residual"`
 	Adapter  string         `json:"adapter"`
+	LoRA     string         `json:"lora,omitempty"` // llama.cpp LoRA of the principal part (GGUF input)
 }
 
 // TargetReport describes one split weight.
@@ -112,7 +117,7 @@ func openModel(path string) (model, error) {
 	f.Close()
 	switch {
 	case n >= 4 && string(magic[:4]) == "GGUF":
-		return nil, fmt.Errorf("%s: GGUF models are not supported yet", path)
+		return openGGUF(path)
 	case strings.HasSuffix(path, ".onnx"):
 		return nil, fmt.Errorf("%s: ONNX models are not supported yet", path)
 	case strings.HasSuffix(path, ".safetensors") || n == 8 && binary.LittleEndian.Uint64(magic[:]) < uint64(st.Size()):
@@ -144,7 +149,11 @@ func Split(ctx context.Context, input, outDir string, opts SplitOptions) (rep *S
 		return nil, wrapInput(err)
 	}
 	defer m.Close()
-	targets, err := SelectTargets(m.Tensors(), opts.Targets)
+	pats := opts.Targets
+	if len(pats) == 0 && m.Format() == "gguf" {
+		pats = defaultGGUFTargets(m.Tensors())
+	}
+	targets, err := SelectTargets(m.Tensors(), pats)
 	if err != nil {
 		return nil, inputErr("%s: %v", input, err)
 	}
@@ -154,6 +163,16 @@ func Split(ctx context.Context, input, outDir string, opts SplitOptions) (rep *S
 	for _, t := range targets {
 		if opts.Rank > min(t.Out, t.In) {
 			return nil, inputErr("%s: tensor %q: rank %d exceeds min(%d, %d)", input, t.Name, opts.Rank, t.Out, t.In)
+		}
+	}
+	newType := map[string]string{}
+	if rt := opts.ResidualType; rt != "" && rt != "keep" {
+		dt, err := normalizeDType(m, rt)
+		if err != nil {
+			return nil, err
+		}
+		for _, t := range targets {
+			newType[t.Name] = dt
 		}
 	}
 	scale := 1.0
@@ -179,7 +198,7 @@ func Split(ctx context.Context, input, outDir string, opts SplitOptions) (rep *S
 	go func() { srcHash <- hashFiles(m, srcFiles) }()
 
 	p := startPipeline(ctx, opts.Threads, len(targets), func(ctx context.Context, i int) (*splitResult, error) {
-		return splitOne(m, targets[i], svd, scale, opts.AllowNonFinite)
+		return splitOne(m, targets[i], newType[targets[i].Name], svd, scale, opts.AllowNonFinite)
 	})
 	defer p.stop()
 
@@ -193,6 +212,16 @@ func Split(ctx context.Context, input, outDir string, opts SplitOptions) (rep *S
 	aw, err := newFactorWriter(tx, adapterDir, targets, opts.Rank, !opts.NoInitial)
 	if err != nil {
 		return nil, err
+	}
+	var lw *loraWriter
+	if gm, ok := m.(*ggufModel); ok {
+		lf, err := tx.create(filepath.Join(outDir, "lora.gguf"))
+		if err != nil {
+			return nil, err
+		}
+		if lw, err = newLoRAWriter(lf, gm, targets, opts.Rank, scale); err != nil {
+			return nil, err
+		}
 	}
 	var pw *peftWriter
 	if opts.PEFT {
@@ -233,14 +262,25 @@ func Split(ctx context.Context, input, outDir string, opts SplitOptions) (rep *S
 				return nil, false, err
 			}
 		}
+		if lw != nil {
+			if err := lw.add(t.Name, r.factors); err != nil {
+				return nil, false, err
+			}
+		}
 		rep.Targets = append(rep.Targets, r.report)
 		opts.Progress.Add(t.Bytes, t.Name)
 		return r.residual, true, nil
 	}
 
-	resFiles, resPath, err := writeResidual(tx, m, outDir, nil, repl)
+	resFiles, resPath, err := writeResidual(tx, m, outDir, newType, repl)
 	if err != nil {
 		return nil, err
+	}
+	if lw != nil {
+		if err := lw.close(); err != nil {
+			return nil, err
+		}
+		rep.LoRA = filepath.Join(outDir, "lora.gguf")
 	}
 	if err := aw.close(); err != nil {
 		return nil, err
@@ -290,6 +330,18 @@ func Split(ctx context.Context, input, outDir string, opts SplitOptions) (rep *S
 	return rep, nil
 }
 
+// defaultGGUFTargets returns the llama preset when the model has
+// llama-style projection names, else nil (the generic default).
+func defaultGGUFTargets(ts []Tensor) []*regexp.Regexp {
+	re := regexp.MustCompile(Presets["llama"])
+	for _, t := range ts {
+		if re.MatchString(t.Name) {
+			return []*regexp.Regexp{re}
+		}
+	}
+	return nil
+}
+
 func targetRecord(t Tensor) Target {
 	o := OutIn
 	if t.Transposed {
@@ -300,7 +352,7 @@ func targetRecord(t Tensor) Target {
 }
 
 // splitOne decomposes one weight and encodes its residual.
-func splitOne(m model, t Tensor, opts surgery.Options, scale float64, allowNonFinite bool) (*splitResult, error) {
+func splitOne(m model, t Tensor, dt string, opts surgery.Options, scale float64, allowNonFinite bool) (*splitResult, error) {
 	start := time.Now()
 	w, err := m.Decode(t)
 	if err != nil {
@@ -325,7 +377,7 @@ func splitOne(m model, t Tensor, opts surgery.Options, scale float64, allowNonFi
 	}
 	res := make([]float64, t.Out*t.In)
 	surgery.Residual(w, f, scale, res)
-	enc, err := m.Encode(t, "", res)
+	enc, err := m.Encode(t, dt, res)
 	if err != nil {
 		return nil, err
 	}
@@ -393,6 +445,8 @@ func writeResidual(tx *outputs, m model, outDir string, newType map[string]strin
 	switch mm := m.(type) {
 	case *stModel:
 		return writeSafetensors(tx, mm, outDir, "residual", newType, repl)
+	case *ggufModel:
+		return writeGGUF(tx, mm, filepath.Join(outDir, "residual.gguf"), newType, repl)
 	}
 	return nil, "", fmt.Errorf("%s: writing %s is not supported", m.Path(), m.Format())
 }

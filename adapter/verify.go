@@ -6,6 +6,7 @@ import (
 	"sort"
 
 	"github.com/sorsa-convert/sorsa-convert/formats/dtype"
+	"github.com/sorsa-convert/sorsa-convert/formats/gguf"
 	"github.com/sorsa-convert/sorsa-convert/formats/safetensors"
 	"github.com/sorsa-convert/sorsa-convert/surgery"
 )
@@ -50,6 +51,51 @@ type TargetVerify struct {
 	OrthB         float64 `json:"orth_b"`
 	OK            bool    `json:"ok"`
 	Skipped       string  `json:"skipped,omitempty"`
+	// For a quantized residual: its type, and the relative error of
+	// quantizing the original W in that type instead (what the residual's
+	// FroRel compares with, QPiSSA-style).
+	ResidualType    string  `json:"residual_type,omitempty"`
+	PlainQuantError float64 `json:"plain_quant_error,omitempty"`
+}
+
+// quantTolerance is the relative Frobenius error verify accepts for a
+// residual stored in a quantized type.
+func quantTolerance(typ string) float64 {
+	switch typ {
+	case "Q8_0":
+		return 0.01
+	case "Q6_K":
+		return 0.02
+	case "Q5_0", "Q5_1", "Q5_K":
+		return 0.05
+	case "Q4_0", "Q4_1", "Q4_K":
+		return 0.1
+	case "Q3_K":
+		return 0.2
+	}
+	return 0.35
+}
+
+// plainQuantError quantizes w in t's type and returns ‖deq(Q(W)) − W‖_F / ‖W‖_F
+// (−1 when the type cannot be written).
+func plainQuantError(m model, t Tensor, w *surgery.Matrix) float64 {
+	x := make([]float64, len(w.Data))
+	for i, v := range w.Data {
+		x[i] = float64(v)
+	}
+	enc, err := m.Encode(t, "", x)
+	if err != nil {
+		return -1
+	}
+	if _, ok := m.(*ggufModel); !ok {
+		return -1
+	}
+	typ, _ := parseGGMLType(t.DType)
+	deq := make([]float32, len(x))
+	if err := gguf.Dequantize(typ, deq, enc); err != nil {
+		return -1
+	}
+	return quantError(x, deq, w.Data)
 }
 
 func bytesEqualTensor(a, b model, ta, tb Tensor) bool {
@@ -204,6 +250,14 @@ func verifyOne(om, rm model, ad *Loaded, mod Module, ot, rt Tensor, opts VerifyO
 		return tv, nil
 	}
 	okRecon := hasKind && tv.RoundingRatio <= 1
+	if !hasKind {
+		// A quantized residual: its error is the quantization of W_r.
+		// Compare with quantizing W itself in the same type, and accept up
+		// to the type's tolerance.
+		tv.ResidualType = rt.DType
+		tv.PlainQuantError = plainQuantError(rm, rt, w)
+		okRecon = tv.FroRel <= quantTolerance(rt.DType)
+	}
 	if opts.RelTol > 0 {
 		okRecon = tv.FroRel <= opts.RelTol
 	}
@@ -217,6 +271,15 @@ func residualKind(m model, t Tensor) (dtype.Kind, bool) {
 	switch m.Format() {
 	case "safetensors":
 		return safetensors.DType(t.DType).Kind()
+	case "gguf":
+		switch t.DType {
+		case "F32":
+			return dtype.F32, true
+		case "F16":
+			return dtype.F16, true
+		case "BF16":
+			return dtype.BF16, true
+		}
 	}
 	return 0, false
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 	"text/tabwriter"
 
@@ -31,7 +32,7 @@ func inspectCommand(ctx context.Context) *cli.Command {
 		Name:      "inspect",
 		Usage:     "list a model's tensors and which ones split would target",
 		ArgsUsage: "MODEL",
-		Description: `MODEL is a .safetensors file or a Hugging Face checkpoint folder.
+		Description: `MODEL is a .safetensors file, a Hugging Face checkpoint folder or a .gguf file.
 
 Examples:
   sorsa-convert inspect model.safetensors
@@ -60,6 +61,16 @@ Examples:
 
 func printInspect(w io.Writer, info *adapter.ModelInfo) {
 	fmt.Fprintf(w, "%s (%s)\n", info.Path, info.Format)
+	if len(info.Meta) > 0 {
+		keys := make([]string, 0, len(info.Meta))
+		for k := range info.Meta {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			fmt.Fprintf(w, "  %s: %v\n", k, info.Meta[k])
+		}
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "tensor\tdtype\tshape\tbytes\ttarget\t")
 	for _, t := range info.Tensors {
@@ -128,6 +139,7 @@ above. Outputs appear only when complete.
 Examples:
   sorsa-convert split model.safetensors -r 128 -o out/
   sorsa-convert split ./Llama-2-7b-hf -r 128 -t llama --peft -o out/
+  sorsa-convert split model-f16.gguf -r 64 --residual-type q4_k -o out/
   sorsa-convert split model.safetensors -r 16 -t 'layers\.0\..*proj' --svd full -o out/`,
 		Flags: append(outputFlags(),
 			&cli.IntFlag{Name: "rank", Aliases: []string{"r"}, Usage: "number of principal singular triplets per weight", Required: true},
@@ -140,6 +152,7 @@ Examples:
 			&cli.Float64Flag{Name: "alpha", Usage: "scale the principal part by alpha/r (default: scale 1, as SORSA)"},
 			&cli.BoolFlag{Name: "peft", Usage: "also write OUT/peft, a PEFT LoRA adapter of the same principal subspace"},
 			&cli.BoolFlag{Name: "no-initial", Usage: "do not keep adapter_init.safetensors"},
+			&cli.StringFlag{Name: "residual-type", Value: "keep", Usage: "stored type of residual weights: keep (each weight's own), or f32, f16, bf16 (any format), q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q6_k (GGUF: QPiSSA-style requantization)"},
 			&cli.BoolFlag{Name: "allow-nonfinite", Usage: "pass weights holding NaN/Inf through untouched (zero factors) instead of refusing"},
 			&cli.IntFlag{Name: "threads", Usage: "worker threads (default: all cores)"},
 		),
@@ -173,6 +186,7 @@ Examples:
 				PEFT:           c.Bool("peft"),
 				NoInitial:      c.Bool("no-initial"),
 				AllowNonFinite: c.Bool("allow-nonfinite"),
+				ResidualType:   c.String("residual-type"),
 				Progress:       progress(c, "split"),
 			}
 			if c.IsSet("alpha") {
@@ -212,19 +226,21 @@ func mergeCommand(ctx context.Context) *cli.Command {
 		Name:      "merge",
 		Usage:     "fold an adapter into a residual model: W = W_r + scale·B·diag(S)·A",
 		ArgsUsage: "RESIDUAL ADAPTER",
-		Description: `RESIDUAL is the residual written by split (a file or a checkpoint folder).
-ADAPTER is a sorsa-convert adapter folder or a PEFT LoRA folder (then
-W = W_r + (lora_alpha/r)·B·A). Each merged weight is computed in float64 and
+		Description: `RESIDUAL is the residual written by split (a file or a checkpoint folder), or
+any model. ADAPTER is a sorsa-convert adapter folder, a PEFT LoRA folder
+(then W = W_r + (lora_alpha/r)·B·A) or a llama.cpp LoRA adapter .gguf (what
+llama-export-lora does, with the output type of your choice). Each merged weight is computed in float64 and
 rounded once to the residual's type (or --dtype); every other tensor is
 copied byte for byte. The adapter's recorded residual checksum must match
 unless --force.
 
 Examples:
   sorsa-convert merge out/residual.safetensors out/adapter -o merged.safetensors
-  sorsa-convert merge out/residual/ trained-peft/ -o merged/ --dtype bf16`,
+  sorsa-convert merge out/residual/ trained-peft/ -o merged/ --dtype bf16
+  sorsa-convert merge base.gguf my-lora.gguf -o merged.gguf --outtype q8_0`,
 		Flags: append(outputFlags(),
 			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "output file (folder for a checkpoint folder)", Required: true},
-			&cli.StringFlag{Name: "dtype", Usage: "type of the merged weights: f32, f16 or bf16 (default: the residual's)"},
+			&cli.StringFlag{Name: "dtype", Aliases: []string{"outtype"}, Value: "keep", Usage: "type of the merged weights: keep (the residual's), f32, f16, bf16; for GGUF also q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q6_k"},
 			&cli.BoolFlag{Name: "force", Usage: "merge even if the residual is not the one the adapter was split with"},
 			&cli.IntFlag{Name: "threads", Usage: "worker threads (default: all cores)"},
 		),

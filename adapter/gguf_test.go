@@ -1,0 +1,293 @@
+package adapter
+
+import (
+	"bytes"
+	"context"
+	"math"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sorsa-convert/sorsa-convert/formats/dtype"
+	"github.com/sorsa-convert/sorsa-convert/formats/gguf"
+)
+
+var storiesPrompt = []int{1, 403, 407, 262}
+
+// ggufValues decodes a GGUF tensor to float64.
+func ggufValues(t *testing.T, path, name string) ([]float64, gguf.TensorInfo) {
+	t.Helper()
+	f, err := gguf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	ti, ok := f.Tensor(name)
+	if !ok {
+		t.Fatalf("%s: no tensor %q", path, name)
+	}
+	raw, err := f.ReadTensor(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := make([]float32, ti.NumElements())
+	if err := gguf.Dequantize(ti.Type, v, raw); err != nil {
+		t.Fatal(err)
+	}
+	out := make([]float64, len(v))
+	for i, x := range v {
+		out[i] = float64(x)
+	}
+	return out, ti
+}
+
+// TestGGUFSplitMergeRoundTrip splits the real stories260K models and merges
+// back: every targeted weight within ulp(W_r) + ulp(W), every other tensor
+// byte for byte.
+func TestGGUFSplitMergeRoundTrip(t *testing.T) {
+	for _, name := range []string{"stories260K-f32.gguf", "stories260K-f16.gguf"} {
+		t.Run(name, func(t *testing.T) {
+			src := sharedModel(t, name)
+			dir := t.TempDir()
+			rep, err := Split(context.Background(), src, dir, SplitOptions{Rank: 8})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rep.Targets) != 35 {
+				t.Errorf("%d targets, want the 7 projections × 5 blocks", len(rep.Targets))
+			}
+			res := filepath.Join(dir, "residual.gguf")
+			merged := filepath.Join(dir, "merged.gguf")
+			if _, err := Merge(context.Background(), res, filepath.Join(dir, "adapter"), merged, MergeOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			vr, err := Verify(context.Background(), src, res, filepath.Join(dir, "adapter"), VerifyOptions{})
+			if err != nil || !vr.OK {
+				t.Fatalf("verify: %v %+v", err, vr)
+			}
+			targeted := map[string]bool{}
+			for _, tr := range rep.Targets {
+				targeted[tr.Tensor] = true
+			}
+			f, _ := gguf.Open(src)
+			defer f.Close()
+			for _, ti := range f.Tensors {
+				w, _ := ggufValues(t, src, ti.Name)
+				got, mi := ggufValues(t, merged, ti.Name)
+				if mi.Type != ti.Type {
+					t.Fatalf("%s: merged type %s, want %s", ti.Name, mi.Type, ti.Type)
+				}
+				if !targeted[ti.Name] {
+					a, _ := f.ReadTensor(ti.Name)
+					mf, _ := gguf.Open(merged)
+					b, _ := mf.ReadTensor(ti.Name)
+					mf.Close()
+					if !bytes.Equal(a, b) {
+						t.Errorf("%s: untargeted tensor changed", ti.Name)
+					}
+					continue
+				}
+				wr, _ := ggufValues(t, res, ti.Name)
+				k := map[gguf.Type]dtype.Kind{gguf.F32: dtype.F32, gguf.F16: dtype.F16}[ti.Type]
+				for i := range got {
+					if d := math.Abs(got[i] - w[i]); d > dtype.Ulp(k, wr[i])+dtype.Ulp(k, w[i]) {
+						t.Fatalf("%s[%d]: merged %g, original %g", ti.Name, i, got[i], w[i])
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestGGUFLlamaCpp loads the split outputs in llama.cpp: the residual with
+// lora.gguf applied at run time, and the merged model, give the original's
+// greedy tokens and (F32) next-token probabilities within 1e-4 over 16 steps.
+func TestGGUFLlamaCpp(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs llama.cpp")
+	}
+	type pair struct{ name, dir string }
+	var jobs []llamaJob
+	var cases []pair
+	for _, name := range []string{"stories260K-f32.gguf", "stories260K-f16.gguf"} {
+		src := sharedModel(t, name)
+		dir := t.TempDir()
+		if _, err := Split(context.Background(), src, dir, SplitOptions{Rank: 8}); err != nil {
+			t.Fatal(err)
+		}
+		merged := filepath.Join(dir, "merged.gguf")
+		if _, err := Merge(context.Background(), filepath.Join(dir, "residual.gguf"), filepath.Join(dir, "adapter"), merged, MergeOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		cases = append(cases, pair{name, dir})
+		jobs = append(jobs,
+			llamaJob{Model: src, Prompt: storiesPrompt, Steps: 16},
+			llamaJob{Model: filepath.Join(dir, "residual.gguf"), LoRA: []string{filepath.Join(dir, "lora.gguf")}, Prompt: storiesPrompt, Steps: 16},
+			llamaJob{Model: merged, Prompt: storiesPrompt, Steps: 16},
+			llamaJob{Model: filepath.Join(dir, "residual.gguf"), Prompt: storiesPrompt, Steps: 16})
+	}
+	res := runLlama(t, jobs)
+	for i, c := range cases {
+		orig, withLoRA, merged, alone := res[4*i], res[4*i+1], res[4*i+2], res[4*i+3]
+		tol := 1e-4
+		if strings.Contains(c.name, "f16") {
+			tol = 5e-3 // the residual is rounded to F16 once
+		}
+		for _, r := range []struct {
+			what string
+			got  llamaResult
+		}{{"residual + lora.gguf", withLoRA}, {"merged", merged}} {
+			n, d, problem := agreeGreedy(orig, r.got, tol)
+			t.Logf("%s, %s: same greedy tokens over %d steps, max next-token probability difference %.2e", c.name, r.what, n, d)
+			if problem != "" {
+				t.Errorf("%s, %s: %s", c.name, r.what, problem)
+			}
+			if d > tol {
+				t.Errorf("%s, %s: probabilities differ by %g > %g", c.name, r.what, d, tol)
+			}
+		}
+		// The residual alone is a different model: the check above can fail.
+		if d := maxProbDiff(orig, alone); d < 1e-2 {
+			t.Errorf("%s: the residual alone is as good as the original (diff %g): the LoRA check proves nothing", c.name, d)
+		}
+	}
+}
+
+// TestGGUFMergeLoRA merges llama.cpp's own LoRA adapter format: the result
+// equals W + (alpha/r)·B·A computed here independently, and llama.cpp gives
+// the same tokens for the merged model as for the base with the LoRA.
+func TestGGUFMergeLoRA(t *testing.T) {
+	base := sharedModel(t, "stories260K-f32.gguf")
+	lora := sharedModel(t, "stories260K-lora-r4.gguf")
+	dir := t.TempDir()
+	merged := filepath.Join(dir, "merged.gguf")
+	rep, err := Merge(context.Background(), base, lora, merged, MergeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Merged) != 15 {
+		t.Errorf("merged %d tensors, want 15 (attn_q, attn_v, ffn_up × 5)", len(rep.Merged))
+	}
+	lf, err := gguf.Open(lora)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alphaV, _ := lf.Get("adapter.lora.alpha")
+	alpha, _ := alphaV.AsFloat32()
+	lf.Close()
+	for _, name := range rep.Merged {
+		w, ti := ggufValues(t, base, name)
+		a, ai := ggufValues(t, lora, name+".lora_a") // ne [in, r]: r rows of in
+		b, bi := ggufValues(t, lora, name+".lora_b") // ne [r, out]: out rows of r
+		in, out, r := int(ti.Dims[0]), int(ti.Dims[1]), int(ai.Dims[1])
+		if int(bi.Dims[0]) != r {
+			t.Fatalf("%s: rank mismatch", name)
+		}
+		scale := float64(alpha) / float64(r)
+		got, _ := ggufValues(t, merged, name)
+		for i := 0; i < out; i++ {
+			for j := 0; j < in; j++ {
+				s := 0.0
+				for k := 0; k < r; k++ {
+					s += b[i*r+k] * a[k*in+j]
+				}
+				want := float64(float32(w[i*in+j] + scale*s))
+				if got[i*in+j] != want {
+					t.Fatalf("%s[%d,%d]: merged %g, want %g", name, i, j, got[i*in+j], want)
+				}
+			}
+		}
+	}
+	if testing.Short() {
+		return
+	}
+	res := runLlama(t, []llamaJob{
+		{Model: base, LoRA: []string{lora}, Prompt: storiesPrompt, Steps: 16},
+		{Model: merged, Prompt: storiesPrompt, Steps: 16},
+		{Model: base, Prompt: storiesPrompt, Steps: 16},
+	})
+	n, d, problem := agreeGreedy(res[0], res[1], 1e-4)
+	t.Logf("merged vs base+LoRA: same greedy tokens over %d steps, max probability difference %.2e", n, d)
+	if problem != "" {
+		t.Errorf("merged vs base+LoRA at run time: %s", problem)
+	}
+	if d > 1e-4 {
+		t.Errorf("merged vs base+LoRA: probabilities differ by %g", d)
+	}
+	if sameTokens(res[0].Tokens, res[2].Tokens) {
+		t.Error("the LoRA does not change the base's tokens: the check proves nothing")
+	}
+}
+
+// TestGGUFQuantized splits the Q8_0 and Q4_0 models: residuals are
+// requantized in each tensor's own type (QPiSSA-style) and verify accepts
+// them within the type's tolerance; it reports the residual's quantization
+// error next to that of quantizing W directly.
+func TestGGUFQuantized(t *testing.T) {
+	for _, name := range []string{"stories260K-q8_0.gguf", "stories260K-q4_0.gguf"} {
+		t.Run(name, func(t *testing.T) {
+			src := sharedModel(t, name)
+			dir := t.TempDir()
+			if _, err := Split(context.Background(), src, dir, SplitOptions{Rank: 8}); err != nil {
+				t.Fatal(err)
+			}
+			vr, err := Verify(context.Background(), src, filepath.Join(dir, "residual.gguf"), filepath.Join(dir, "adapter"), VerifyOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !vr.OK {
+				t.Fatalf("verify: %+v", vr)
+			}
+			quantized := 0
+			for _, tv := range vr.Targets {
+				if tv.ResidualType != "" {
+					quantized++
+				}
+			}
+			if quantized == 0 {
+				t.Error("no quantized residual")
+			}
+			src2, _ := gguf.Open(filepath.Join(dir, "residual.gguf"))
+			orig, _ := gguf.Open(src)
+			for i, ti := range orig.Tensors {
+				if src2.Tensors[i].Type != ti.Type {
+					t.Errorf("%s: residual type %s, original %s", ti.Name, src2.Tensors[i].Type, ti.Type)
+				}
+			}
+			src2.Close()
+			orig.Close()
+		})
+	}
+}
+
+// TestGGUFResidualType requantizes an F32 model's residual (QPiSSA): its
+// quantization error is smaller than quantizing W itself.
+func TestGGUFResidualType(t *testing.T) {
+	src := sharedModel(t, "stories260K-f32.gguf")
+	for _, typ := range []string{"q8_0", "q4_0", "f16", "bf16"} {
+		t.Run(typ, func(t *testing.T) {
+			dir := t.TempDir()
+			// ffn_down's rows (172) are not a multiple of 32: leave it out.
+			pats, _ := CompilePatterns([]string{`attn_(q|k|v|output)\.weight$|ffn_(gate|up)\.weight$`})
+			if _, err := Split(context.Background(), src, dir, SplitOptions{Rank: 16, ResidualType: typ, Targets: pats}); err != nil {
+				t.Fatal(err)
+			}
+			vr, err := Verify(context.Background(), src, filepath.Join(dir, "residual.gguf"), filepath.Join(dir, "adapter"), VerifyOptions{})
+			if err != nil || !vr.OK {
+				t.Fatalf("verify: %v %+v", err, vr)
+			}
+			if !strings.HasPrefix(typ, "q") {
+				return
+			}
+			var res, plain float64
+			for _, tv := range vr.Targets {
+				res += tv.FroRel
+				plain += tv.PlainQuantError
+			}
+			t.Logf("%s: mean relative error, residual quantized %.3e, W quantized %.3e", typ, res/float64(len(vr.Targets)), plain/float64(len(vr.Targets)))
+			if res >= plain {
+				t.Errorf("%s: residual quantization error %g not below plain quantization %g", typ, res, plain)
+			}
+		})
+	}
+}

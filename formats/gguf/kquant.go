@@ -1,0 +1,444 @@
+package gguf
+
+import "math"
+
+// K-quants: super-blocks of 256 elements with 6- or 8-bit sub-block scales.
+// Layouts (byte order) and formulas follow ggml-common.h and ggml-quants.c;
+// see the floating-point note in quant.go.
+
+// groupMaxEps is GROUP_MAX_EPS: a sub-block whose largest magnitude is below
+// it is treated as all zeros.
+const groupMaxEps = float32(1e-15)
+
+// nearestInt rounds to the nearest integer, ties to even, with the
+// reference's float trick (add 1.5·2²³ and read the mantissa); valid for
+// |f| ≤ 4194303, and reproducing the C code's result outside that range.
+func nearestInt(f float32) int {
+	v := float32(f) + 12582912
+	return int(math.Float32bits(v)&0x007fffff) - 0x00400000
+}
+
+func clampInt(v, lo, hi int) int { return max(lo, min(hi, v)) }
+
+func sqrt32(x float32) float32 { return float32(math.Sqrt(float64(x))) }
+
+// getScaleMinK4 unpacks sub-block j's 6-bit scale and min from the 12 scale
+// bytes of a Q4_K/Q5_K block.
+func getScaleMinK4(j int, q []byte) (sc, m uint8) {
+	if j < 4 {
+		return q[j] & 63, q[j+4] & 63
+	}
+	return q[j+4]&0xF | (q[j-4]>>6)<<4, q[j+4]>>4 | (q[j]>>6)<<4
+}
+
+// Q2_K: scales[16] (low nibble scale, high nibble min), qs[64], d:f16, dmin:f16.
+func dequantQ2_K(dst []float32, src []byte) {
+	for i := 0; i < len(dst)/qkK; i++ {
+		b := src[84*i : 84*i+84]
+		scales, qs := b[:16], b[16:80]
+		d, dmin := f16At(b[80:]), f16At(b[82:])
+		y := dst[qkK*i : qkK*i+qkK]
+		is, k := 0, 0
+		for n := 0; n < qkK; n += 128 {
+			q := qs[n/4 : n/4+32]
+			for shift := uint(0); shift < 8; shift += 2 {
+				for half := 0; half < 2; half++ {
+					sc := scales[is]
+					is++
+					dl := float32(d * float32(sc&0xF))
+					ml := float32(dmin * float32(sc>>4))
+					for l := 0; l < 16; l++ {
+						y[k] = float32(dl*float32((q[16*half+l]>>shift)&3)) - ml
+						k++
+					}
+				}
+			}
+		}
+	}
+}
+
+// q3Scale returns the k-th 6-bit scale of a Q3_K block, minus 32.
+func q3Scale(s []byte, k int) int {
+	var lo uint8
+	if k < 8 {
+		lo = s[k] & 0xF
+	} else {
+		lo = s[k-8] >> 4
+	}
+	hi := (s[8+k%4] >> (2 * (k / 4))) & 3
+	return int(lo|hi<<4) - 32
+}
+
+// Q3_K: hmask[32], qs[64], scales[12], d:f16.
+func dequantQ3_K(dst []float32, src []byte) {
+	for i := 0; i < len(dst)/qkK; i++ {
+		b := src[110*i : 110*i+110]
+		hm, qs, scales := b[:32], b[32:96], b[96:108]
+		d := f16At(b[108:])
+		y := dst[qkK*i : qkK*i+qkK]
+		is, k := 0, 0
+		m := uint8(1)
+		for n := 0; n < qkK; n += 128 {
+			q := qs[n/4 : n/4+32]
+			for shift := uint(0); shift < 8; shift += 2 {
+				for half := 0; half < 2; half++ {
+					dl := d * float32(q3Scale(scales, is))
+					is++
+					for l := 16 * half; l < 16*half+16; l++ {
+						v := int((q[l] >> shift) & 3)
+						if hm[l]&m == 0 {
+							v -= 4
+						}
+						y[k] = dl * float32(v)
+						k++
+					}
+				}
+				m <<= 1
+			}
+		}
+	}
+}
+
+// Q4_K: d:f16, dmin:f16, scales[12], qs[128].
+func dequantQ4_K(dst []float32, src []byte) {
+	for i := 0; i < len(dst)/qkK; i++ {
+		b := src[144*i : 144*i+144]
+		d, dmin := f16At(b), f16At(b[2:])
+		scales, qs := b[4:16], b[16:144]
+		y := dst[qkK*i : qkK*i+qkK]
+		for c := 0; c < 4; c++ {
+			sc1, m1 := getScaleMinK4(2*c, scales)
+			sc2, m2 := getScaleMinK4(2*c+1, scales)
+			d1, mm1 := float32(d*float32(sc1)), float32(dmin*float32(m1))
+			d2, mm2 := float32(d*float32(sc2)), float32(dmin*float32(m2))
+			q := qs[32*c : 32*c+32]
+			o := y[64*c : 64*c+64]
+			for l := 0; l < 32; l++ {
+				o[l] = float32(d1*float32(q[l]&0xF)) - mm1
+				o[l+32] = float32(d2*float32(q[l]>>4)) - mm2
+			}
+		}
+	}
+}
+
+// Q5_K: d:f16, dmin:f16, scales[12], qh[32], qs[128].
+func dequantQ5_K(dst []float32, src []byte) {
+	for i := 0; i < len(dst)/qkK; i++ {
+		b := src[176*i : 176*i+176]
+		d, dmin := f16At(b), f16At(b[2:])
+		scales, qh, qs := b[4:16], b[16:48], b[48:176]
+		y := dst[qkK*i : qkK*i+qkK]
+		u1, u2 := uint8(1), uint8(2)
+		for c := 0; c < 4; c++ {
+			sc1, m1 := getScaleMinK4(2*c, scales)
+			sc2, m2 := getScaleMinK4(2*c+1, scales)
+			d1, mm1 := float32(d*float32(sc1)), float32(dmin*float32(m1))
+			d2, mm2 := float32(d*float32(sc2)), float32(dmin*float32(m2))
+			q := qs[32*c : 32*c+32]
+			o := y[64*c : 64*c+64]
+			for l := 0; l < 32; l++ {
+				v1, v2 := int(q[l]&0xF), int(q[l]>>4)
+				if qh[l]&u1 != 0 {
+					v1 += 16
+				}
+				if qh[l]&u2 != 0 {
+					v2 += 16
+				}
+				o[l] = float32(d1*float32(v1)) - mm1
+				o[l+32] = float32(d2*float32(v2)) - mm2
+			}
+			u1 <<= 2
+			u2 <<= 2
+		}
+	}
+}
+
+// Q6_K: ql[128], qh[64], scales[16] int8, d:f16.
+func dequantQ6_K(dst []float32, src []byte) {
+	for i := 0; i < len(dst)/qkK; i++ {
+		b := src[210*i : 210*i+210]
+		d := f16At(b[208:])
+		for h := 0; h < 2; h++ {
+			ql, qh, sc := b[64*h:64*h+64], b[128+32*h:128+32*h+32], b[192+8*h:192+8*h+8]
+			y := dst[qkK*i+128*h : qkK*i+128*h+128]
+			for l := 0; l < 32; l++ {
+				is := l / 16
+				q1 := int(ql[l]&0xF|((qh[l]>>0)&3)<<4) - 32
+				q2 := int(ql[l+32]&0xF|((qh[l]>>2)&3)<<4) - 32
+				q3 := int(ql[l]>>4|((qh[l]>>4)&3)<<4) - 32
+				q4 := int(ql[l+32]>>4|((qh[l]>>6)&3)<<4) - 32
+				y[l] = float32(d*float32(int8(sc[is]))) * float32(q1)
+				y[l+32] = float32(d*float32(int8(sc[is+2]))) * float32(q2)
+				y[l+64] = float32(d*float32(int8(sc[is+4]))) * float32(q3)
+				y[l+96] = float32(d*float32(int8(sc[is+6]))) * float32(q4)
+			}
+		}
+	}
+}
+
+// makeQKX2 is make_qkx2_quants: a weighted least-squares search for the
+// scale and (non-positive) min of an asymmetric nmax-level quantization of x,
+// over nstep+1 candidate inverse scales. It fills L with the levels and
+// returns the scale and the negated min (≥ 0). Laux is scratch of len(x).
+func makeQKX2(nmax int, x, weights []float32, L, Laux []uint8, rmin, rdelta float32, nstep int, useMad bool) (scale, negMin float32) {
+	n := len(x)
+	lo, hi := x[0], x[0]
+	sumW := weights[0]
+	sumX := float32(sumW * x[0])
+	for i := 1; i < n; i++ {
+		if x[i] < lo {
+			lo = x[i]
+		}
+		if x[i] > hi {
+			hi = x[i]
+		}
+		w := weights[i]
+		sumW += w
+		sumX += float32(w * x[i])
+	}
+	if lo > 0 {
+		lo = 0
+	}
+	if hi == lo {
+		for i := range L[:n] {
+			L[i] = 0
+		}
+		return 0, -lo
+	}
+	fmax := float32(nmax)
+	iscale := fmax / (hi - lo)
+	scale = 1 / iscale
+	errOf := func(diff float32) float32 {
+		if useMad {
+			return abs32(diff)
+		}
+		return diff * diff
+	}
+	var bestErr float32
+	for i := 0; i < n; i++ {
+		l := clampInt(nearestInt(iscale*(x[i]-lo)), 0, nmax)
+		L[i] = uint8(l)
+		diff := float32(scale*float32(L[i])) + lo - x[i]
+		bestErr += float32(weights[i] * errOf(diff))
+	}
+	if nstep < 1 {
+		return scale, -lo
+	}
+	for is := 0; is <= nstep; is++ {
+		iscale = (float32(rmin+float32(rdelta*float32(is))) + fmax) / (hi - lo)
+		var sumL, sumL2, sumXL float32
+		for i := 0; i < n; i++ {
+			l := clampInt(nearestInt(iscale*(x[i]-lo)), 0, nmax)
+			Laux[i] = uint8(l)
+			w := weights[i]
+			lf := float32(l)
+			wl := float32(w * lf)
+			sumL += wl
+			sumL2 += float32(wl * lf)
+			sumXL += float32(wl * x[i])
+		}
+		D := float32(sumW*sumL2) - float32(sumL*sumL)
+		if D > 0 {
+			thisScale := (float32(sumW*sumXL) - float32(sumX*sumL)) / D
+			thisMin := (float32(sumL2*sumX) - float32(sumL*sumXL)) / D
+			if thisMin > 0 {
+				thisMin = 0
+				thisScale = sumXL / sumL2
+			}
+			var cur float32
+			for i := 0; i < n; i++ {
+				diff := float32(thisScale*float32(Laux[i])) + thisMin - x[i]
+				cur += float32(weights[i] * errOf(diff))
+			}
+			if cur < bestErr {
+				copy(L[:n], Laux[:n])
+				bestErr = cur
+				scale = thisScale
+				lo = thisMin
+			}
+		}
+	}
+	return scale, -lo
+}
+
+// makeQX is make_qx_quants with rmse_type 1 and no importance weights
+// (weights x²): a symmetric nmax-level quantization of x searched over 19
+// candidate scales. It fills L with levels + nmax and returns the scale.
+func makeQX(nmax int, x []float32, L []int8) float32 {
+	var maxv, amax float32
+	for _, v := range x {
+		if a := abs32(v); a > amax {
+			amax, maxv = a, v
+		}
+	}
+	if amax < groupMaxEps {
+		for i := range L[:len(x)] {
+			L[i] = 0
+		}
+		return 0
+	}
+	fmax := float32(nmax)
+	level := func(iscale, v float32) int { return clampInt(nearestInt(iscale*v), -nmax, nmax-1) }
+	sums := func(iscale float32) (sumlx, suml2 float32) {
+		for _, v := range x {
+			l := float32(level(iscale, v))
+			w := float32(v * v)
+			sumlx += float32(float32(w*v) * l)
+			suml2 += float32(float32(w*l) * l)
+		}
+		return sumlx, suml2
+	}
+	iscale := -fmax / maxv
+	for i, v := range x {
+		L[i] = int8(level(iscale, v) + nmax)
+	}
+	sumlx, suml2 := sums(iscale)
+	var scale float32
+	if suml2 != 0 {
+		scale = sumlx / suml2
+	}
+	best := scale * sumlx
+	for is := -9; is <= 9; is++ {
+		if is == 0 {
+			continue
+		}
+		iscale = -(fmax + float32(float32(0.1)*float32(is))) / maxv
+		sumlx, suml2 = sums(iscale)
+		if suml2 > 0 && float32(sumlx*sumlx) > float32(best*suml2) {
+			for i, v := range x {
+				L[i] = int8(level(iscale, v) + nmax)
+			}
+			scale = sumlx / suml2
+			best = scale * sumlx
+		}
+	}
+	return scale
+}
+
+// quantQ4_K is quantize_row_q4_K_ref.
+func quantQ4_K(dst []byte, src []float32) {
+	var (
+		L       [qkK]uint8
+		Laux    [32]uint8
+		weights [32]float32
+		mins    [8]float32
+		scales  [8]float32
+	)
+	for i := 0; i < len(src)/qkK; i++ {
+		x := src[qkK*i : qkK*i+qkK]
+		b := dst[144*i : 144*i+144]
+		var maxScale, maxMin float32
+		for j := 0; j < 8; j++ {
+			xs := x[32*j : 32*j+32]
+			var sumX2 float32
+			for _, v := range xs {
+				sumX2 += float32(v * v)
+			}
+			avX := sqrt32(sumX2 / 32)
+			for l, v := range xs {
+				weights[l] = avX + abs32(v)
+			}
+			scales[j], mins[j] = makeQKX2(15, xs, weights[:], L[32*j:32*j+32], Laux[:], -1, 0.1, 20, false)
+			if scales[j] > maxScale {
+				maxScale = scales[j]
+			}
+			if mins[j] > maxMin {
+				maxMin = mins[j]
+			}
+		}
+		var invScale, invMin float32
+		if maxScale > 0 {
+			invScale = 63 / maxScale
+		}
+		if maxMin > 0 {
+			invMin = 63 / maxMin
+		}
+		sc := b[4:16]
+		clear(sc)
+		for j := 0; j < 8; j++ {
+			ls := min(63, uint8(nearestInt(invScale*scales[j])))
+			lm := min(63, uint8(nearestInt(invMin*mins[j])))
+			if j < 4 {
+				sc[j] = ls
+				sc[j+4] = lm
+			} else {
+				sc[j+4] = ls&0xF | (lm&0xF)<<4
+				sc[j-4] |= (ls >> 4) << 6
+				sc[j] |= (lm >> 4) << 6
+			}
+		}
+		putF16(b, maxScale/63)
+		putF16(b[2:], maxMin/63)
+		d, dmin := f16At(b), f16At(b[2:])
+		for j := 0; j < 8; j++ {
+			s, m := getScaleMinK4(j, sc)
+			dj := float32(d * float32(s))
+			if dj == 0 {
+				continue
+			}
+			dm := float32(dmin * float32(m))
+			for ii := 0; ii < 32; ii++ {
+				L[32*j+ii] = uint8(clampInt(nearestInt((x[32*j+ii]+dm)/dj), 0, 15))
+			}
+		}
+		q := b[16:144]
+		for j := 0; j < qkK; j += 64 {
+			for l := 0; l < 32; l++ {
+				q[j/2+l] = L[j+l] | L[j+l+32]<<4
+			}
+		}
+	}
+}
+
+// quantQ6_K is quantize_row_q6_K_ref.
+func quantQ6_K(dst []byte, src []float32) {
+	var (
+		L      [qkK]int8
+		scales [16]float32
+	)
+	for i := 0; i < len(src)/qkK; i++ {
+		x := src[qkK*i : qkK*i+qkK]
+		b := dst[210*i : 210*i+210]
+		var maxScale, maxAbsScale float32
+		for ib := 0; ib < 16; ib++ {
+			s := makeQX(32, x[16*ib:16*ib+16], L[16*ib:16*ib+16])
+			scales[ib] = s
+			if a := abs32(s); a > maxAbsScale {
+				maxAbsScale, maxScale = a, s
+			}
+		}
+		if maxAbsScale < groupMaxEps {
+			clear(b)
+			continue
+		}
+		iscale := -128 / maxScale
+		putF16(b[208:], 1/iscale)
+		sc := b[192:208]
+		for ib := 0; ib < 16; ib++ {
+			sc[ib] = uint8(int8(min(127, nearestInt(iscale*scales[ib]))))
+		}
+		d := f16At(b[208:])
+		for j := 0; j < 16; j++ {
+			dj := float32(d * float32(int8(sc[j])))
+			if dj == 0 {
+				continue
+			}
+			for ii := 0; ii < 16; ii++ {
+				L[16*j+ii] = int8(clampInt(nearestInt(x[16*j+ii]/dj), -32, 31) + 32)
+			}
+		}
+		for h := 0; h < 2; h++ {
+			ql, qh := b[64*h:64*h+64], b[128+32*h:128+32*h+32]
+			Lh := L[128*h : 128*h+128]
+			for l := 0; l < 32; l++ {
+				q1 := uint8(Lh[l]) & 0xF
+				q2 := uint8(Lh[l+32]) & 0xF
+				q3 := uint8(Lh[l+64]) & 0xF
+				q4 := uint8(Lh[l+96]) & 0xF
+				ql[l] = q1 | q3<<4
+				ql[l+32] = q2 | q4<<4
+				qh[l] = uint8(Lh[l])>>4 | (uint8(Lh[l+32])>>4)<<2 | (uint8(Lh[l+64])>>4)<<4 | (uint8(Lh[l+96])>>4)<<6
+			}
+		}
+	}
+}
