@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/sorsa-convert/sorsa-convert/formats/dtype"
@@ -405,5 +407,26 @@ func TestNonFiniteWeights(t *testing.T) {
 	vr, err := Verify(context.Background(), src, filepath.Join(out, "residual.safetensors"), filepath.Join(out, "adapter"), VerifyOptions{})
 	if err != nil || !vr.OK {
 		t.Fatalf("verify: %v %+v", err, vr)
+	}
+}
+
+func TestFullDisk(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "m.safetensors")
+	writeFixture(t, src, llamaTensors("F32", 2, 48, 80), 1, 6)
+	for _, budget := range []int64{1, 100, 20000} {
+		simulateFullDisk = budget
+		out := filepath.Join(dir, fmt.Sprintf("out-%d", budget))
+		_, err := Split(context.Background(), src, out, SplitOptions{Rank: 4})
+		simulateFullDisk = 0
+		if !errors.Is(err, syscall.ENOSPC) {
+			t.Fatalf("budget %d: got %v, want ENOSPC", budget, err)
+		}
+		if errors.Is(err, ErrInput) {
+			t.Errorf("a full disk is reported as bad input: %v", err)
+		}
+		if _, serr := os.Stat(out); !os.IsNotExist(serr) {
+			t.Errorf("budget %d: left %v", budget, listFiles(t, out))
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -141,7 +142,7 @@ func (c *Config) Validate() error {
 	if c.Rank < 1 {
 		return bad("rank %d < 1", c.Rank)
 	}
-	if c.Scale == 0 || c.Scale != c.Scale {
+	if c.Scale == 0 || math.IsNaN(c.Scale) || math.IsInf(c.Scale, 0) {
 		return bad("scale %v", c.Scale)
 	}
 	seen := map[string]bool{}

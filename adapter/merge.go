@@ -87,7 +87,7 @@ func Merge(ctx context.Context, residual, adapterDir, out string, opts MergeOpti
 		}
 	}
 
-	tx := &outputs{}
+	tx := newOutputs()
 	defer func() {
 		if err != nil {
 			tx.abort()

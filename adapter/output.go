@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"syscall"
 )
 
 // outputs is a set of files written as one transaction: each file is
@@ -19,6 +20,10 @@ import (
 // On failure, Abort removes every temporary and leaves existing outputs as
 // they were.
 type outputs struct {
+	// failAfter, when > 0, makes every file fail with ENOSPC once it has
+	// taken that many bytes: tests use it to simulate a full disk.
+	failAfter int64
+
 	mu    sync.Mutex
 	files []*outFile
 	dirs  []string // folders this transaction created, removed on Abort if empty
@@ -74,6 +79,9 @@ func (o *outputs) create(path string) (*outFile, error) {
 	}
 	h := sha256.New()
 	f := &outFile{final: path, tmp: tmp, h: h, w: io.MultiWriter(tmp, h)}
+	if o.failAfter > 0 {
+		f.w = &fullDisk{w: f.w, left: o.failAfter}
+	}
 	o.mu.Lock()
 	o.files = append(o.files, f)
 	o.mu.Unlock()
@@ -191,3 +199,24 @@ func hashFile(path string) (string, error) {
 
 // errAborted is returned when the caller's context ends the work.
 var errAborted = errors.New("interrupted")
+
+// fullDisk fails with ENOSPC after left bytes, like a full file system.
+type fullDisk struct {
+	w    io.Writer
+	left int64
+}
+
+func (d *fullDisk) Write(p []byte) (int, error) {
+	if int64(len(p)) > d.left {
+		n, _ := d.w.Write(p[:d.left])
+		d.left = 0
+		return n, &os.PathError{Op: "write", Path: "output", Err: syscall.ENOSPC}
+	}
+	d.left -= int64(len(p))
+	return d.w.Write(p)
+}
+
+// simulateFullDisk, set by tests, is the byte budget of every output file.
+var simulateFullDisk int64
+
+func newOutputs() *outputs { return &outputs{failAfter: simulateFullDisk} }

@@ -185,7 +185,7 @@ func Split(ctx context.Context, input, outDir string, opts SplitOptions) (rep *S
 	// matrices (each target's report says which algorithm it got).
 	big := svd.Normalize(math.MaxInt32, math.MaxInt32)
 
-	tx := &outputs{}
+	tx := newOutputs()
 	defer func() {
 		if err != nil {
 			tx.abort()

@@ -291,3 +291,48 @@ func TestInterruptLeavesNothing(t *testing.T) {
 		t.Error("input modified")
 	}
 }
+
+// mountTmpfs mounts a small tmpfs (root only); it skips the test where the
+// sandbox forbids mounting. The adapter package's TestFullDisk covers the
+// same path with a simulated full disk everywhere.
+func mountTmpfs(t *testing.T, opts string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", opts, "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs here: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", dir).Run() })
+	return dir
+}
+
+func TestFullAndReadOnlyDestinations(t *testing.T) {
+	dir := t.TempDir()
+	model := filepath.Join(dir, "m.safetensors")
+	writeModel(t, model, 4, 256) // about 2.3 MiB
+	before, _ := os.ReadFile(model)
+	full := mountTmpfs(t, "size=1m")
+	ro := mountTmpfs(t, "ro,size=1m")
+	for _, c := range []struct {
+		name, out, want string
+	}{
+		{"full", filepath.Join(full, "out"), "no space left on device"},
+		{"read-only", filepath.Join(ro, "out"), "read-only file system"},
+	} {
+		r := runCLI(t, "split", model, "-r", "4", "-o", c.out)
+		if r.code != exitFailed {
+			t.Errorf("%s: exit %d, want %d (%q)", c.name, r.code, exitFailed, r.stderr)
+		}
+		if msg := strings.TrimSpace(r.stderr); strings.Contains(msg, "\n") || !strings.Contains(msg, c.want) {
+			t.Errorf("%s: error %q, want one line mentioning %q", c.name, msg, c.want)
+		}
+		if _, err := os.Stat(c.out); !os.IsNotExist(err) {
+			t.Errorf("%s: output left behind", c.name)
+		}
+	}
+	if ents, _ := os.ReadDir(full); len(ents) != 0 {
+		t.Errorf("full disk holds leftovers: %v", ents)
+	}
+	if after, _ := os.ReadFile(model); !bytes.Equal(before, after) {
+		t.Error("input modified")
+	}
+}
