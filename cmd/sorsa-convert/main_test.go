@@ -32,6 +32,7 @@ func TestMain(m *testing.M) {
 type result struct {
 	code           int
 	stdout, stderr string
+	maxRSS         int64 // bytes (process runs only)
 }
 
 // runCLI runs the CLI as a separate process.
@@ -48,14 +49,18 @@ func runCLI(t *testing.T, args ...string) result {
 	} else if err != nil {
 		t.Fatal(err)
 	}
-	return result{code, out.String(), errb.String()}
+	var rss int64
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		rss = ru.Maxrss * 1024 // kilobytes on Linux
+	}
+	return result{code, out.String(), errb.String(), rss}
 }
 
 // inproc runs the CLI in this process (fast; for well-behaved cases).
 func inproc(args ...string) result {
 	var out, errb bytes.Buffer
 	code := run(context.Background(), append([]string{"sorsa-convert"}, args...), &out, &errb)
-	return result{code, out.String(), errb.String()}
+	return result{code: code, stdout: out.String(), stderr: errb.String()}
 }
 
 // writeModel writes a small checkpoint: layers × (q_proj, down_proj) of
@@ -236,6 +241,8 @@ func TestBrokenInputs(t *testing.T) {
 				t.Errorf("%s %s: error is not one line: %q", args[0], c.name, r.stderr)
 			case !strings.Contains(msg, c.name):
 				t.Errorf("%s %s: error does not name the file: %q", args[0], c.name, msg)
+			case r.maxRSS > maxRSS:
+				t.Errorf("%s %s: peak memory %d MiB", args[0], c.name, r.maxRSS>>20)
 			}
 		}
 		if _, err := os.Stat(out); !os.IsNotExist(err) {
@@ -335,4 +342,91 @@ func TestFullAndReadOnlyDestinations(t *testing.T) {
 	if after, _ := os.ReadFile(model); !bytes.Equal(before, after) {
 		t.Error("input modified")
 	}
+}
+
+// maxRSS bounds the peak memory of the CLI on a small broken input: a
+// crafted header must not make it allocate what the header claims.
+const maxRSS = 256 << 20
+
+// TestBrokenGGUF runs the CLI over damaged copies of a real GGUF model:
+// truncated at many offsets (always an error), bytes flipped in the header,
+// wrong magic, absurd counts. Every run exits 0 or 2 (a flipped byte can
+// leave a valid file), never panics, prints a one-line error, keeps memory
+// bounded and leaves no output on failure.
+func TestBrokenGGUF(t *testing.T) {
+	src := filepath.Join(repoRoot(t), "..", "shared", "models", "stories260K-q4_0.gguf")
+	raw, err := os.ReadFile(src)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	dir := t.TempDir()
+	type bad struct {
+		name    string
+		data    []byte
+		mustErr bool
+	}
+	var corpus []bad
+	for _, cut := range []int{0, 3, 4, 8, 16, 24, 30, 100, 1000, 5000, 10000, len(raw) / 2, len(raw) - 33} {
+		corpus = append(corpus, bad{fmt.Sprintf("truncated-%d", cut), raw[:cut], true})
+	}
+	// Only the padding after the last tensor missing: llama.cpp's loader
+	// accepts such a file, and so may we.
+	corpus = append(corpus, bad{"unpadded-end", raw[:len(raw)-1], false})
+	wrong := append([]byte(nil), raw...)
+	copy(wrong, "GGUX")
+	corpus = append(corpus, bad{"wrong-magic", wrong, true})
+	for _, c := range []struct {
+		name string
+		off  int
+		val  uint64
+	}{{"huge-tensor-count", 8, 1 << 60}, {"huge-kv-count", 16, 1 << 60}, {"version-1", 4, 1}, {"version-9", 4, 9}} {
+		b := append([]byte(nil), raw...)
+		if c.off == 4 {
+			binary.LittleEndian.PutUint32(b[4:], uint32(c.val))
+		} else {
+			binary.LittleEndian.PutUint64(b[c.off:], c.val)
+		}
+		corpus = append(corpus, bad{c.name, b, true})
+	}
+	for i := 0; i < 40; i++ {
+		b := append([]byte(nil), raw...)
+		off := 24 + (i*7919)%9000
+		b[off] ^= 0xff
+		corpus = append(corpus, bad{fmt.Sprintf("flipped-%d", off), b, false})
+	}
+	for _, c := range corpus {
+		path := filepath.Join(dir, c.name+".gguf")
+		if err := os.WriteFile(path, c.data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out := filepath.Join(dir, "out-"+c.name)
+		r := runCLI(t, "split", path, "-r", "2", "-o", out)
+		msg := strings.TrimRight(r.stderr, "\n")
+		switch {
+		case strings.Contains(r.stderr, "panic") || strings.Contains(r.stderr, "goroutine "):
+			t.Errorf("%s: panic: %s", c.name, r.stderr)
+		case r.code == 0 && c.mustErr:
+			t.Errorf("%s: accepted", c.name)
+		case r.code != 0 && r.code != exitBadUse:
+			t.Errorf("%s: exit %d (%q)", c.name, r.code, msg)
+		case r.code != 0 && (strings.Contains(msg, "\n") || !strings.Contains(msg, c.name)):
+			t.Errorf("%s: error is not one line naming the file: %q", c.name, msg)
+		case r.maxRSS > maxRSS:
+			t.Errorf("%s: peak memory %d MiB", c.name, r.maxRSS>>20)
+		}
+		if _, err := os.Stat(out); r.code != 0 && !os.IsNotExist(err) {
+			t.Errorf("%s: output left behind", c.name)
+		}
+	}
+}
+
+func repoRoot(t *testing.T) string {
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Dir(filepath.Dir(wd)) // cmd/sorsa-convert → repository root
 }
