@@ -294,6 +294,27 @@ func TestInterruptLeavesNothing(t *testing.T) {
 			t.Errorf("%v: left %v", sig, left)
 		}
 	}
+	// SIGKILL cannot be caught: temporaries may stay, but nothing under a
+	// final name, so no output ever looks complete.
+	out := filepath.Join(dir, "out-kill")
+	cmd := exec.Command(os.Args[0], "split", model, "-r", "64", "--svd", "randomized", "-o", out, "--threads", "1")
+	cmd.Env = append(os.Environ(), "SORSA_CONVERT_MAIN=1")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if ents, _ := os.ReadDir(out); len(ents) > 0 {
+			break
+		}
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	filepath.Walk(out, func(p string, info os.FileInfo, err error) error {
+		if err == nil && !info.IsDir() && !strings.Contains(filepath.Base(p), ".tmp-") {
+			t.Errorf("SIGKILL left a file under its final name: %s", p)
+		}
+		return nil
+	})
 	if after, _ := os.ReadFile(model); !bytes.Equal(before, after) {
 		t.Error("input modified")
 	}
