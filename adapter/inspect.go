@@ -44,10 +44,7 @@ func Inspect(path string, pats []*regexp.Regexp) (*ModelInfo, error) {
 		return nil, wrapInput(err)
 	}
 	defer m.Close()
-	if len(pats) == 0 && m.Format() == "gguf" {
-		pats = defaultGGUFTargets(m.Tensors())
-	}
-	targets, err := SelectTargets(m.Tensors(), pats)
+	targets, err := selectFor(m, pats)
 	if err != nil {
 		return nil, inputErr("%s: %v", path, err)
 	}

@@ -72,6 +72,27 @@ func Merge(ctx context.Context, residual, adapterDir, out string, opts MergeOpti
 		}
 	}
 
+	tx := newOutputs()
+	defer func() {
+		if err != nil {
+			tx.abort()
+		}
+	}()
+	rep = &MergeReport{Residual: residual, Adapter: adapterDir, Kind: ad.Kind, Output: out}
+	if om, ok := m.(*onnxModel); ok {
+		if dt != "" {
+			return nil, inputErr("--dtype is not supported for ONNX: merged weights keep their type")
+		}
+		if err := mergeONNX(om, ad, mods, out, tx, rep); err != nil {
+			return nil, err
+		}
+		if err := tx.commit(); err != nil {
+			return nil, err
+		}
+		rep.Copied = len(m.Tensors()) - len(rep.Merged)
+		rep.Seconds = time.Since(start).Seconds()
+		return rep, nil
+	}
 	var targets []Tensor
 	idx := map[string]int{}
 	for _, t := range m.Tensors() {
@@ -87,12 +108,6 @@ func Merge(ctx context.Context, residual, adapterDir, out string, opts MergeOpti
 		}
 	}
 
-	tx := newOutputs()
-	defer func() {
-		if err != nil {
-			tx.abort()
-		}
-	}()
 	p := startPipeline(ctx, opts.Threads, len(targets), func(ctx context.Context, i int) ([]byte, error) {
 		t := targets[i]
 		return mergeOne(m, ad, mods[t.Name], t, dt)
@@ -105,7 +120,6 @@ func Merge(ctx context.Context, residual, adapterDir, out string, opts MergeOpti
 	}
 	opts.Progress.Start(total)
 	defer opts.Progress.Finish()
-	rep = &MergeReport{Residual: residual, Adapter: adapterDir, Kind: ad.Kind, Output: out}
 	repl := func(t Tensor) ([]byte, bool, error) {
 		opts.Progress.Add(t.Bytes, t.Name)
 		i, ok := idx[t.Name]

