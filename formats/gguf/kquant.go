@@ -208,18 +208,12 @@ func makeQKX2(nmax int, x, weights []float32, L, Laux []uint8, rmin, rdelta floa
 	fmax := float32(nmax)
 	iscale := fmax / (hi - lo)
 	scale = 1 / iscale
-	errOf := func(diff float32) float32 {
-		if useMad {
-			return abs32(diff)
-		}
-		return diff * diff
-	}
 	var bestErr float32
 	for i := 0; i < n; i++ {
 		l := clampInt(nearestInt(iscale*(x[i]-lo)), 0, nmax)
 		L[i] = uint8(l)
 		diff := float32(scale*float32(L[i])) + lo - x[i]
-		bestErr += float32(weights[i] * errOf(diff))
+		bestErr += float32(weights[i] * lossOf(diff, useMad))
 	}
 	if nstep < 1 {
 		return scale, -lo
@@ -248,7 +242,7 @@ func makeQKX2(nmax int, x, weights []float32, L, Laux []uint8, rmin, rdelta floa
 			var cur float32
 			for i := 0; i < n; i++ {
 				diff := float32(thisScale*float32(Laux[i])) + thisMin - x[i]
-				cur += float32(weights[i] * errOf(diff))
+				cur += float32(weights[i] * lossOf(diff, useMad))
 			}
 			if cur < bestErr {
 				copy(L[:n], Laux[:n])
@@ -259,6 +253,14 @@ func makeQKX2(nmax int, x, weights []float32, L, Laux []uint8, rmin, rdelta floa
 		}
 	}
 	return scale, -lo
+}
+
+// lossOf is the per-element loss of make_qkx2_quants: |diff| or diff².
+func lossOf(diff float32, useMad bool) float32 {
+	if useMad {
+		return abs32(diff)
+	}
+	return diff * diff
 }
 
 // makeQX is make_qx_quants with rmse_type 1 and no importance weights
@@ -278,21 +280,11 @@ func makeQX(nmax int, x []float32, L []int8) float32 {
 		return 0
 	}
 	fmax := float32(nmax)
-	level := func(iscale, v float32) int { return clampInt(nearestInt(iscale*v), -nmax, nmax-1) }
-	sums := func(iscale float32) (sumlx, suml2 float32) {
-		for _, v := range x {
-			l := float32(level(iscale, v))
-			w := float32(v * v)
-			sumlx += float32(float32(w*v) * l)
-			suml2 += float32(float32(w*l) * l)
-		}
-		return sumlx, suml2
-	}
 	iscale := -fmax / maxv
 	for i, v := range x {
-		L[i] = int8(level(iscale, v) + nmax)
+		L[i] = int8(qxLevel(iscale, v, nmax) + nmax)
 	}
-	sumlx, suml2 := sums(iscale)
+	sumlx, suml2 := qxSums(x, iscale, nmax)
 	var scale float32
 	if suml2 != 0 {
 		scale = sumlx / suml2
@@ -303,16 +295,33 @@ func makeQX(nmax int, x []float32, L []int8) float32 {
 			continue
 		}
 		iscale = -(fmax + float32(float32(0.1)*float32(is))) / maxv
-		sumlx, suml2 = sums(iscale)
+		sumlx, suml2 = qxSums(x, iscale, nmax)
 		if suml2 > 0 && float32(sumlx*sumlx) > float32(best*suml2) {
 			for i, v := range x {
-				L[i] = int8(level(iscale, v) + nmax)
+				L[i] = int8(qxLevel(iscale, v, nmax) + nmax)
 			}
 			scale = sumlx / suml2
 			best = scale * sumlx
 		}
 	}
 	return scale
+}
+
+// qxLevel is make_qx_quants' level of v at inverse scale iscale.
+func qxLevel(iscale, v float32, nmax int) int {
+	return clampInt(nearestInt(iscale*v), -nmax, nmax-1)
+}
+
+// qxSums returns Σ w·x·l and Σ w·l² with weights w = x², as make_qx_quants
+// accumulates them (in order, in float32).
+func qxSums(x []float32, iscale float32, nmax int) (sumlx, suml2 float32) {
+	for _, v := range x {
+		l := float32(qxLevel(iscale, v, nmax))
+		w := float32(v * v)
+		sumlx += float32(float32(w*v) * l)
+		suml2 += float32(float32(w*l) * l)
+	}
+	return sumlx, suml2
 }
 
 // quantQ4_K is quantize_row_q4_K_ref.

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"runtime"
+	"sync"
 
 	"github.com/sorsa-convert/sorsa-convert/formats/dtype"
 )
@@ -86,7 +88,10 @@ func Dequantize(t Type, dst []float32, src []byte) error {
 	if err := checkLens(t, len(dst), len(src)); err != nil {
 		return err
 	}
-	c(dst, src)
+	tr := typeTable[t]
+	parallel(len(dst)/tr.blockSize, 1<<20/tr.blockSize, func(lo, hi int) {
+		c(dst[lo*tr.blockSize:hi*tr.blockSize], src[lo*tr.typeSize:hi*tr.typeSize])
+	})
 	return nil
 }
 
@@ -101,8 +106,32 @@ func Quantize(t Type, dst []byte, src []float32) error {
 	if err := checkLens(t, len(src), len(dst)); err != nil {
 		return err
 	}
-	c(dst, src)
+	tr := typeTable[t]
+	parallel(len(src)/tr.blockSize, 1<<15/tr.blockSize, func(lo, hi int) {
+		c(dst[lo*tr.typeSize:hi*tr.typeSize], src[lo*tr.blockSize:hi*tr.blockSize])
+	})
 	return nil
+}
+
+// parallel splits n blocks into contiguous chunks of at least minChunk
+// blocks and runs f on them concurrently, one goroutine per CPU at most.
+// Blocks are independent, so the result does not depend on the split.
+func parallel(n, minChunk int, f func(lo, hi int)) {
+	workers := min(runtime.GOMAXPROCS(0), n/max(minChunk, 1))
+	if workers <= 1 {
+		f(0, n)
+		return
+	}
+	var wg sync.WaitGroup
+	for w := range workers {
+		lo, hi := n*w/workers, n*(w+1)/workers
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f(lo, hi)
+		}()
+	}
+	wg.Wait()
 }
 
 // ---- plain types

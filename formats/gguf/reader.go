@@ -1,15 +1,3 @@
-// Package gguf reads and writes llama.cpp's GGUF model files (versions 2 and
-// 3, little-endian) and holds the ggml block codecs (F32, F16, BF16, the
-// legacy 32-element quants and the K-quants) keyed by ggml type.
-//
-// It owns the file layout, the metadata values and the ggml type table; it
-// imports formats/dtype for F16/BF16 and no other format package.
-//
-// The layout follows ggml's gguf.cpp: a header with metadata key-value pairs
-// and tensor infos, padding to the alignment, then each tensor's data padded
-// to the alignment, tensors contiguous in info order. Tensor data is read
-// lazily through an io.ReaderAt, so opening a large model costs only its
-// header.
 package gguf
 
 import (
@@ -64,6 +52,7 @@ type FormatError struct {
 	Err    error // an underlying cause (ErrTruncated, ErrVersion, ...), or nil
 }
 
+// Error formats the error with its offset, key or tensor, and cause.
 func (e *FormatError) Error() string {
 	s := fmt.Sprintf("gguf: offset %d", e.Offset)
 	if e.Key != "" {
@@ -158,7 +147,8 @@ type Header struct {
 }
 
 // File is an open GGUF file: its header, read eagerly, and access to the
-// tensor data, read lazily.
+// tensor data, read lazily. Get, Tensor and Section look names up in the
+// header as read; edit a copy of KV or Tensors, not the File's own.
 type File struct {
 	Header
 

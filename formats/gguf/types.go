@@ -143,8 +143,8 @@ func (t Type) RowSize(n int) (int, error) {
 
 const maxInt = int(^uint(0) >> 1)
 
-// TypeByName returns the type whose ggml name is name ("Q8_0", "bf16" is not
-// accepted: names are upper case as ggml prints them).
+// TypeByName returns the type with the given ggml name, in ggml's spelling
+// ("Q8_0", "BF16").
 func TypeByName(name string) (Type, bool) {
 	for t, tr := range typeTable {
 		if tr.name == name {

@@ -135,8 +135,9 @@ func NewWriter(w io.Writer, h Header) (*Writer, error) {
 	return gw, nil
 }
 
-// checkValue rejects values a file cannot hold: invalid type tags and arrays
-// nested deeper than the reader accepts.
+// checkValue rejects values a file cannot hold or the reader would refuse:
+// invalid type tags, malformed arrays and arrays nested deeper than the
+// reader accepts.
 func checkValue(v Value, depth int) error {
 	if !v.Type.valid() {
 		return fmt.Errorf("invalid value type %d", uint32(v.Type))
@@ -144,14 +145,17 @@ func checkValue(v Value, depth int) error {
 	if v.Type != ValueArray {
 		return nil
 	}
+	if depth >= maxNesting {
+		return fmt.Errorf("arrays nested deeper than %d", maxNesting)
+	}
 	if !v.elem.valid() {
 		return fmt.Errorf("array of invalid value type %d", uint32(v.elem))
 	}
 	if v.elem == ValueArray {
-		if depth+1 >= maxNesting {
-			return fmt.Errorf("arrays nested deeper than %d", maxNesting)
-		}
 		for _, a := range v.arrs {
+			if a.Type != ValueArray {
+				return fmt.Errorf("array of arrays holds a %s", a.Type)
+			}
 			if err := checkValue(a, depth+1); err != nil {
 				return err
 			}
