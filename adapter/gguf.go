@@ -122,15 +122,8 @@ func (m *ggufModel) Encode(t Tensor, dt string, canon []float64) ([]byte, error)
 	return out, nil
 }
 
-// parseGGMLType maps a type name (any case: q4_k, Q4_K, f16) to its id.
-func parseGGMLType(name string) (gguf.Type, bool) {
-	for id := gguf.Type(0); id < 64; id++ {
-		if strings.EqualFold(id.String(), name) {
-			return id, true
-		}
-	}
-	return 0, false
-}
+// parseGGMLType maps a type name in any case (q4_k, Q4_K, f16) to its id.
+func parseGGMLType(name string) (gguf.Type, bool) { return gguf.TypeByName(strings.ToUpper(name)) }
 
 // metadata returns the summary inspect prints for a GGUF model.
 func (m *ggufModel) metadata() map[string]any {
