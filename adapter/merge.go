@@ -7,8 +7,6 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
-
-	"github.com/sorsa-convert/sorsa-convert/surgery"
 )
 
 // MergeOptions control Merge.
@@ -156,12 +154,10 @@ func mergeOne(m model, ad *Loaded, mod Module, t Tensor, dt string) ([]byte, err
 	if err != nil {
 		return nil, wrapInput(fmt.Errorf("%s: %w", m.Path(), err))
 	}
-	acc := make([]float64, len(wr.Data))
-	for i, v := range wr.Data {
-		acc[i] = float64(v)
+	if err := f.Check(t.Out, t.In); err != nil {
+		return nil, inputErr("%s: module %q: %v", ad.Dir, mod.Name, err)
 	}
-	surgery.AddPrincipal(acc, f, mod.Scale)
-	return m.Encode(t, dt, acc)
+	return mergedBytes(m, t, dt, wr, f, mod.Scale)
 }
 
 // normalizeDType maps a --dtype value to the model format's type name.

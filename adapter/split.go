@@ -296,9 +296,7 @@ func splitOne(m model, t Tensor, dt string, opts surgery.Options, scale float64,
 		return &splitResult{residual: raw, factors: zero, report: TargetReport{Tensor: t.Name, Module: ModuleName(t.Name),
 			DType: t.DType, Out: t.Out, In: t.In, Method: "none", NonFinite: err.Error()}}, nil
 	}
-	res := make([]float64, t.Out*t.In)
-	surgery.Residual(w, f, scale, res)
-	enc, err := m.Encode(t, dt, res)
+	enc, err := residualBytes(m, t, dt, w, f, scale)
 	if err != nil {
 		return nil, err
 	}

@@ -14,7 +14,17 @@ import (
 
 // F16ToFloat32 decodes an IEEE binary16 value. Every binary16 value is exact
 // in float32.
-func F16ToFloat32(h uint16) float32 { return float16.Frombits(h).Float32() }
+func F16ToFloat32(h uint16) float32 { return f16Table[h] }
+
+// f16Table holds every binary16 value decoded (256 KiB): decoding weights is
+// a table lookup.
+var f16Table = func() *[1 << 16]float32 {
+	var t [1 << 16]float32
+	for i := range t {
+		t[i] = float16.Frombits(uint16(i)).Float32()
+	}
+	return &t
+}()
 
 // F16FromFloat32 rounds a float32 to the nearest binary16 (ties to even), as
 // ggml's GGML_FP32_TO_FP16 does.
@@ -22,7 +32,7 @@ func F16FromFloat32(f float32) uint16 { return uint16(float16.Fromfloat32(f)) }
 
 // F16FromFloat64 rounds a float64 to the nearest binary16 (ties to even) with
 // a single rounding.
-func F16FromFloat64(x float64) uint16 { return F16FromFloat32(roundToOdd32(x)) }
+func F16FromFloat64(x float64) uint16 { return narrow(x, 5, 10, 0x7e00) }
 
 // BF16ToFloat32 decodes a bfloat16 value: its bits are the upper half of a
 // float32.
@@ -42,27 +52,59 @@ func BF16FromFloat32(f float32) uint16 {
 
 // BF16FromFloat64 rounds a float64 to the nearest bfloat16 (ties to even)
 // with a single rounding.
-func BF16FromFloat64(x float64) uint16 { return BF16FromFloat32(roundToOdd32(x)) }
+func BF16FromFloat64(x float64) uint16 { return narrow(x, 8, 7, 0x7fc0) }
+
+// narrow rounds x once, to nearest with ties to even, to a 16-bit binary
+// format with expBits exponent and mantBits mantissa bits (binary16: 5, 10;
+// bfloat16: 8, 7), working on the float64's bits: overflow gives ±Inf,
+// underflow gradual through subnormals to ±0, NaN the format's quiet NaN
+// (sign kept).
+func narrow(x float64, expBits, mantBits uint, qnan uint16) uint16 {
+	b := math.Float64bits(x)
+	sign := uint16(b>>48) & 0x8000
+	exp := int(b>>52) & 0x7ff
+	mant := b & (1<<52 - 1)
+	inf := uint16(1<<expBits-1) << mantBits
+	if exp == 0x7ff {
+		if mant != 0 {
+			return sign | qnan
+		}
+		return sign | inf
+	}
+	bias := 1<<(expBits-1) - 1
+	e := exp - 1023 + bias // biased exponent in the narrow format
+	full := mant | 1<<52   // significand with its leading 1 (exp 0: x is far below any subnormal)
+	if exp == 0 {
+		return sign
+	}
+	shift := uint(52 - mantBits) // bits dropped for a normal result
+	if e <= 0 {
+		// Subnormal (or zero): the leading 1 moves right by 1 − e places.
+		extra := uint(1 - e)
+		if shift+extra > 62 {
+			return sign
+		}
+		shift += extra
+		e = 0
+	} else {
+		full &^= 1 << 52 // the narrow format's exponent field carries the leading 1
+	}
+	q := full >> shift
+	rem := full & (1<<shift - 1)
+	half := uint64(1) << (shift - 1)
+	if rem > half || rem == half && q&1 == 1 {
+		q++ // a carry into the exponent field is the correct next value
+	}
+	h := uint64(e)<<mantBits + q
+	if h >= uint64(inf) {
+		return sign | inf
+	}
+	return sign | uint16(h)
+}
 
 // F32FromFloat64 rounds a float64 to the nearest float32 (ties to even).
 func F32FromFloat64(x float64) float32 { return float32(x) }
 
-// roundToOdd32 converts x to float32 rounding to odd: truncate toward zero
-// and set the last mantissa bit when the conversion was inexact. A value
-// rounded to odd with at least two extra bits rounds correctly, once, to any
-// narrower format (here binary16 and bfloat16, 11 and 8 significant bits
-// against float32's 24), which a plain float64→float32→float16 chain does not.
-func roundToOdd32(x float64) float32 {
-	f := float32(x)
-	if float64(f) == x || math.IsNaN(x) {
-		return f
-	}
-	// Step toward zero if the nearest rounding went away from zero.
-	if math.Abs(float64(f)) > math.Abs(x) {
-		f = math.Nextafter32(f, 0)
-	}
-	return math.Float32frombits(math.Float32bits(f) | 1)
-}
 
 // Kind names the element types the codecs in this package decode and encode.
 type Kind int

@@ -121,3 +121,27 @@ func TestUlp(t *testing.T) {
 		}
 	}
 }
+
+// TestNarrowMatchesFloat32Path: for values that are float32 already, one
+// rounding from float64 must equal x448/float16's and the bit-shift bfloat16
+// conversion from float32, over random bit patterns of every class
+// (normals, subnormals, overflow, infinities, NaN).
+func TestNarrowMatchesFloat32Path(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i := 0; i < 1_000_000; i++ {
+		f := math.Float32frombits(rng.Uint32())
+		x := float64(f)
+		if math.IsNaN(x) {
+			if h := F16FromFloat64(x); h&0x7c00 != 0x7c00 || h&0x3ff == 0 {
+				t.Fatalf("F16 NaN: %#04x", h)
+			}
+			continue
+		}
+		if got, want := F16FromFloat64(x), F16FromFloat32(f); got != want {
+			t.Fatalf("F16FromFloat64(%g) = %#04x, float32 path %#04x", x, got, want)
+		}
+		if got, want := BF16FromFloat64(x), BF16FromFloat32(f); got != want {
+			t.Fatalf("BF16FromFloat64(%g) = %#04x, float32 path %#04x", x, got, want)
+		}
+	}
+}

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Whole-model benchmark: a Llama-2-7B-shaped F16 checkpoint (32 layers, 224
+# projection matrices of 4096×4096 and 11008×4096, decaying spectra), split at
+# r = 128 in one streaming pass and merged back, against copying the files.
+# Prints a table; the checkpoint is cached in $SORSA_BENCH_DIR (default
+# /tmp/sorsa-bench, ~13 GiB; generating it takes a while the first time).
+#   LAYERS=4 testdata/bench/model7b.sh     # a quicker run on the first 4 layers' shapes
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+bin="$root/bin"
+dir="${SORSA_BENCH_DIR:-/tmp/sorsa-bench}"
+layers="${LAYERS:-32}"
+rank="${RANK:-128}"
+model="$dir/llama7b-f16-L$layers"
+mkdir -p "$dir"
+[ -n "${NO_BUILD:-}" ] || (cd "$root" && go build -o "$bin/" ./cmd/...)
+
+if [ ! -f "$model/model.safetensors.index.json" ]; then
+  echo "generating $model ..." >&2
+  rm -rf "$model.tmp"
+  "$bin/sorsa-testmodel" -preset 7b -layers "$layers" -dtype F16 -shards 3 -o "$model.tmp"
+  mv "$model.tmp" "$model"
+fi
+size=$(du -sb "$model" | cut -f1)
+
+measure() { # label, then the command; prints "wall_s maxrss_kib"
+  local label=$1; shift
+  /usr/bin/time -f "%e %M" -o "$dir/$label.time" "$@" > "$dir/$label.out"
+  cat "$dir/$label.time"
+}
+
+sync
+read -r copy_s _ < <(measure copy cp -r "$model" "$dir/copy")
+rm -rf "$dir/copy"
+rm -rf "$dir/out" "$dir/merged"
+read -r split_s split_rss < <(measure split "$bin/sorsa-convert" split "$model" -r "$rank" -t llama --svd randomized --json -o "$dir/out")
+read -r merge_s merge_rss < <(measure merge "$bin/sorsa-convert" merge "$dir/out/residual" "$dir/out/adapter" --json -o "$dir/merged")
+read -r verify_s verify_rss < <(measure verify "$bin/sorsa-convert" verify "$model" "$dir/out/residual" "$dir/out/adapter" --json)
+ntargets=$(python3 -c "import json;print(len(json.load(open('$dir/split.out'))['targets']))")
+svd_sum=$(python3 -c "import json;print('%.1f'%sum(t['seconds'] for t in json.load(open('$dir/split.out'))['targets']))")
+cores=$(nproc)
+printf '\n| %s | %s |\n|---|---|\n' "whole model (${layers} layers, ${ntargets} matrices, r = ${rank}, F16, $((size / 1024 / 1024)) MiB, ${cores} cores)" "result"
+printf '| copy the checkpoint (cp -r) | %.1f s |\n' "$copy_s"
+printf '| split: wall time | %.1f s |\n' "$split_s"
+printf '| split: sum of per-matrix decode+SVD+residual times (one worker each) | %s s, i.e. %.1f s on %d cores |\n' "$svd_sum" "$(python3 -c "print($svd_sum/$cores)")" "$cores"
+printf '| split: wall / (per-matrix sum / cores + copy) | %.2f |\n' "$(python3 -c "print($split_s/($svd_sum/$cores+$copy_s))")"
+printf '| split: peak resident memory | %.2f GiB |\n' "$(python3 -c "print($split_rss/1024/1024)")"
+printf '| merge: wall time (vs copy) | %.1f s (%.2f×) |\n' "$merge_s" "$(python3 -c "print($merge_s/$copy_s)")"
+printf '| merge: peak resident memory | %.2f GiB |\n' "$(python3 -c "print($merge_rss/1024/1024)")"
+printf '| verify: wall time, peak memory | %.1f s, %.2f GiB |\n' "$verify_s" "$(python3 -c "print($verify_rss/1024/1024)")"
+python3 -c "import json;r=json.load(open('$dir/verify.out'));print('| verify | ok=%s, max ‖AAᵀ−I‖ %.1e, max ‖BᵀB−I‖ %.1e |'%(r['ok'],max(t['orth_a'] for t in r['targets']),max(t['orth_b'] for t in r['targets'])))"
