@@ -113,11 +113,6 @@ func (om *onnxModel) Encode(t Tensor, dt string, canon []float64) ([]byte, error
 	return nil, fmt.Errorf("%s: ONNX weights are replaced in the model, not encoded one by one", om.path)
 }
 
-// onnxSplitOptions are the ONNX-only parts of a split.
-type onnxSplitOptions struct {
-	regularizer bool
-}
-
 // splitONNX is Split for an ONNX model: residual.onnx (the same graph,
 // each target holding W_r in its own type and place), the adapter folder,
 // and augmented.onnx, the residual graph plus a low-rank branch per target

@@ -3,7 +3,6 @@ package adapter
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"hash"
 	"io"
@@ -245,9 +244,6 @@ func hashFile(path string) (string, error) {
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
-
-// errAborted is returned when the caller's context ends the work.
-var errAborted = errors.New("interrupted")
 
 // fullDisk fails with ENOSPC after left bytes, like a full file system.
 type fullDisk struct {

@@ -134,7 +134,6 @@ func (m *stModel) describe(shard string, ti safetensors.TensorInfo) Tensor {
 func (m *stModel) Format() string    { return "safetensors" }
 func (m *stModel) Path() string      { return m.path }
 func (m *stModel) Tensors() []Tensor { return m.ts }
-func (m *stModel) sharded() bool     { return m.index != nil }
 func (m *stModel) file(t Tensor) *safetensors.File {
 	if t.File == "" {
 		return m.files[m.shards[0]]
