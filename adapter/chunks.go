@@ -46,32 +46,28 @@ func encodeRows(m model, t Tensor, dt string, i0, i1 int, vals []float64) ([]byt
 // residualBytes computes W − scale·B·diag(S)·A in float64, block by block,
 // and encodes it once in dt (t's own type when empty).
 func residualBytes(m model, t Tensor, dt string, w *surgery.Matrix, f *surgery.Factors, scale float64) ([]byte, error) {
-	var out []byte
-	err := rowBlocks(t, func(i0, i1 int, buf []float64) error {
+	return encodeBlocks(m, t, dt, func(i0, i1 int, buf []float64) {
 		sw := &surgery.Matrix{Rows: i1 - i0, Cols: t.In, Data: w.Data[i0*t.In : i1*t.In]}
 		surgery.Residual(sw, rowsOf(f, i0, i1), scale, buf)
-		b, err := encodeRows(m, t, dt, i0, i1, buf)
-		if err != nil {
-			return err
-		}
-		if out == nil {
-			out = make([]byte, 0, len(b)/(i1-i0)*t.Out)
-		}
-		out = append(out, b...)
-		return nil
 	})
-	return out, err
 }
 
 // mergedBytes computes W_r + scale·B·diag(S)·A in float64, block by block,
 // and encodes it once in dt (t's own type when empty).
 func mergedBytes(m model, t Tensor, dt string, wr *surgery.Matrix, f *surgery.Factors, scale float64) ([]byte, error) {
-	var out []byte
-	err := rowBlocks(t, func(i0, i1 int, buf []float64) error {
+	return encodeBlocks(m, t, dt, func(i0, i1 int, buf []float64) {
 		for i, v := range wr.Data[i0*t.In : i1*t.In] {
 			buf[i] = float64(v)
 		}
 		surgery.AddPrincipal(buf, rowsOf(f, i0, i1), scale)
+	})
+}
+
+// encodeBlocks fills each block of rows with fill and appends its encoding.
+func encodeBlocks(m model, t Tensor, dt string, fill func(i0, i1 int, buf []float64)) ([]byte, error) {
+	var out []byte
+	err := rowBlocks(t, func(i0, i1 int, buf []float64) error {
+		fill(i0, i1, buf)
 		b, err := encodeRows(m, t, dt, i0, i1, buf)
 		if err != nil {
 			return err
