@@ -47,6 +47,7 @@ func TestSplitMergeRoundTrip(t *testing.T) {
 		{"f16-full", "F16", 1, surgery.Full},
 		{"bf16-full", "BF16", 1, surgery.Full},
 		{"f32-randomized", "F32", 1, surgery.Randomized},
+		{"bf16-exact", "BF16", 1, surgery.Exact},
 		{"bf16-sharded", "BF16", 3, surgery.Auto},
 		{"f16-sharded-randomized", "F16", 2, surgery.Randomized},
 	}

@@ -59,6 +59,8 @@ type SVDConfig struct {
 	NIter      int    `json:"niter"`
 	Oversample int    `json:"oversample"`
 	Seed       uint64 `json:"seed"`
+	// Tol is exact's convergence tolerance on the top-r singular values.
+	Tol float64 `json:"tol,omitempty"`
 }
 
 // FileSet names the files of one model and their checksums.

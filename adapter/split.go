@@ -199,7 +199,7 @@ func Split(ctx context.Context, input, outDir string, opts SplitOptions) (rep *S
 	go func() { srcHash <- hashFiles(m, srcFiles) }()
 
 	rep = &SplitReport{Input: input, Format: m.Format(), OutDir: outDir, Rank: opts.Rank, Scale: scale,
-		SVD: SVDConfig{Algorithm: svd.Method.String(), NIter: big.NIter, Oversample: big.Oversample, Seed: svd.Seed}}
+		SVD: SVDConfig{Algorithm: svd.Method.String(), NIter: big.NIter, Oversample: big.Oversample, Seed: svd.Seed, Tol: big.Tol}}
 	var resFiles []FileHash
 	var resPath string
 	if om, ok := m.(*onnxModel); ok {

@@ -2,46 +2,65 @@ package surgery
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"testing"
 )
 
-// benchWeight returns a rows × cols weight shaped like a trained projection:
-// Gaussian noise of scale 1/√cols plus a decaying low-rank part.
-func benchWeight(rows, cols int) *Matrix {
-	w := gaussian(42, rows, cols)
-	rng := rand.New(rand.NewPCG(43, 1))
-	const k = 16
-	u := make([]float64, rows*k)
-	v := make([]float64, k*cols)
-	for i := range u {
-		u[i] = rng.NormFloat64()
+// decayingWeight returns a rows × cols float32 matrix with a power-law
+// spectrum like compare.py's, cheaply: (G₁/√rows)·diag(s)·(G₂/√cols) with
+// Gaussian G₁ (rows × k), G₂ (k × cols), s_i = (1+i)^(-1/2), k = min(rows,
+// cols, 1024), plus a Gaussian floor of 1e-3·s_k.
+func decayingWeight(rows, cols int) *Matrix {
+	k := min(rows, cols, 1024)
+	rng := rand.New(rand.NewPCG(uint64(rows), uint64(cols)))
+	g1 := make([]float32, rows*k)
+	for i := range g1 {
+		g1[i] = float32(rng.NormFloat64() / math.Sqrt(float64(rows)))
 	}
-	for i := range v {
-		v[i] = rng.NormFloat64()
+	g2 := make([]float32, k*cols)
+	for i := 0; i < k; i++ {
+		s := 1 / math.Sqrt(1+float64(i))
+		for j := 0; j < cols; j++ {
+			g2[i*cols+j] = float32(s * rng.NormFloat64() / math.Sqrt(float64(cols)))
+		}
 	}
-	low := make([]float64, rows*cols)
-	mul(low, u, v, rows, k, cols)
-	s := 1 / float32(cols)
+	w := NewMatrix(rows, cols)
+	floor := 1e-3 / math.Sqrt(float64(k)) / math.Sqrt(float64(max(rows, cols)))
 	for i := range w.Data {
-		w.Data[i] = w.Data[i]*s*8 + float32(low[i])*s
+		w.Data[i] = float32(floor * rng.NormFloat64())
 	}
+	gemm32(false, rows, cols, k, 1, g1, k, g2, cols, w.Data, cols, true)
 	return w
 }
 
+// BenchmarkDecompose times the methods at the sizes of the issue: r = 128,
+// four power iterations (randomized), tolerance 1e-6 (exact). The
+// 11008×4096 cases take a few seconds to set up; run them with
+// -bench 'Decompose/11008'.
 func BenchmarkDecompose(b *testing.B) {
-	for _, bc := range []struct {
+	type bcase struct {
 		rows, cols int
 		opts       Options
-	}{
-		{1024, 1024, Options{Rank: 64, Method: Randomized}},
-		{4096, 4096, Options{Rank: 128, Method: Randomized, NIter: 4}},
-		{512, 512, Options{Rank: 64, Method: Full}},
-	} {
+	}
+	var cases []bcase
+	for _, sz := range [][2]int{{1024, 1024}, {4096, 4096}, {11008, 4096}} {
+		cases = append(cases,
+			bcase{sz[0], sz[1], Options{Rank: 128, Method: Randomized, NIter: 4}},
+			bcase{sz[0], sz[1], Options{Rank: 128, Method: Exact}})
+	}
+	cases = append(cases, bcase{512, 512, Options{Rank: 64, Method: Full}})
+	weights := map[[2]int]*Matrix{}
+	for _, bc := range cases {
 		name := fmt.Sprintf("%dx%d/r=%d/%s", bc.rows, bc.cols, bc.opts.Rank, bc.opts.Method)
 		b.Run(name, func(b *testing.B) {
-			w := benchWeight(bc.rows, bc.cols)
+			w := weights[[2]int{bc.rows, bc.cols}]
+			if w == nil {
+				w = decayingWeight(bc.rows, bc.cols)
+				weights[[2]int{bc.rows, bc.cols}] = w
+			}
 			b.SetBytes(int64(4 * len(w.Data)))
+			b.ResetTimer()
 			for b.Loop() {
 				if _, err := Decompose(w, bc.opts); err != nil {
 					b.Fatal(err)

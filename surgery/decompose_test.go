@@ -212,6 +212,15 @@ func TestDecomposeBadInput(t *testing.T) {
 	nan.Data[13] = float32(math.NaN())
 	inf := gaussian(500, 6, 4)
 	inf.Data[0] = float32(math.Inf(-1))
+	// The iterative methods find NaN and Inf in their first product.
+	bigNaN := gaussian(501, 300, 200)
+	bigNaN.Data[299*200+199] = float32(math.NaN())
+	bigInf := gaussian(502, 300, 200)
+	bigInf.Data[12345] = float32(math.Inf(1))
+	huge := gaussian(503, 300, 200)
+	for i := range huge.Data {
+		huge.Data[i] = 3e38
+	}
 	tests := []struct {
 		name string
 		w    *Matrix
@@ -225,6 +234,10 @@ func TestDecomposeBadInput(t *testing.T) {
 		{"NaN", nan, Options{Rank: 2}, ErrNonFinite},
 		{"NaN randomized", nan, Options{Rank: 2, Method: Randomized}, ErrNonFinite},
 		{"Inf", inf, Options{Rank: 2}, ErrNonFinite},
+		{"Inf exact", inf, Options{Rank: 2, Method: Exact}, ErrNonFinite},
+		{"NaN exact Lanczos", bigNaN, Options{Rank: 10, Method: Exact}, ErrNonFinite},
+		{"Inf randomized", bigInf, Options{Rank: 10, Method: Randomized}, ErrNonFinite},
+		{"overflow randomized", huge, Options{Rank: 10, Method: Randomized}, ErrNonFinite},
 		{"nil", nil, Options{Rank: 1}, ErrShape},
 		{"empty", NewMatrix(0, 5), Options{Rank: 1}, ErrShape},
 		{"short data", &Matrix{Rows: 3, Cols: 3, Data: make([]float32, 8)}, Options{Rank: 1}, ErrShape},
@@ -265,7 +278,13 @@ func TestNormalize(t *testing.T) {
 			Options{Rank: 8, Method: Randomized, NIter: 7, Oversample: 3}},
 		{"randomized keeps none", Options{Rank: 8, Method: Randomized, NIter: -1, Oversample: -1}, 10, 10,
 			Options{Rank: 8, Method: Randomized, NIter: -1, Oversample: -1}},
-		{"full clears", Options{Rank: 8, Method: Full, NIter: 7, Oversample: 3}, 5000, 5000, Options{Rank: 8, Method: Full}},
+		{"full clears", Options{Rank: 8, Method: Full, NIter: 7, Oversample: 3, Tol: 1e-3}, 5000, 5000, Options{Rank: 8, Method: Full}},
+		{"randomized clears tol", Options{Rank: 8, Method: Randomized, Tol: 1e-3}, 10, 10,
+			Options{Rank: 8, Method: Randomized, NIter: DefaultNIter, Oversample: DefaultOversample}},
+		{"exact defaults", Options{Rank: 8, Method: Exact, NIter: 3}, 5000, 5000,
+			Options{Rank: 8, Method: Exact, Oversample: DefaultExactOversample, Tol: DefaultTol}},
+		{"exact keeps explicit", Options{Rank: 8, Method: Exact, Oversample: -1, Tol: 1e-9}, 5000, 5000,
+			Options{Rank: 8, Method: Exact, Oversample: -1, Tol: 1e-9}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -281,7 +300,7 @@ func TestNormalize(t *testing.T) {
 }
 
 func TestParseMethod(t *testing.T) {
-	for _, m := range []Method{Auto, Full, Randomized} {
+	for _, m := range []Method{Auto, Full, Randomized, Exact} {
 		got, err := ParseMethod(m.String())
 		if err != nil || got != m {
 			t.Errorf("ParseMethod(%q) = %v, %v", m.String(), got, err)

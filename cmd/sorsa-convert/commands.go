@@ -135,20 +135,24 @@ Writes into OUT:
   adapter/adapter_config.json   rank, scale, targets, SVD settings, sha256 of every file
   peft/                         with --peft: a PEFT LoRA adapter of the same subspace
 
---svd auto uses the exact SVD when min(out, in) ≤ 512 and the randomized one
+--svd auto uses the full SVD when min(out, in) ≤ 512 and the randomized one
 (Halko–Martinsson–Tropp, --niter power iterations, --oversample extra columns)
-above. Outputs appear only when complete.
+above; --svd exact is a restarted block Lanczos that converges the top-r
+singular values to --tol (default 1e-6) at about twice the randomized time.
+Outputs appear only when complete.
 
 Examples:
   sorsa-convert split model.safetensors -r 128 -o out/
   sorsa-convert split ./Llama-2-7b-hf -r 128 -t llama --peft -o out/
   sorsa-convert split model-f16.gguf -r 64 --residual-type q4_k -o out/
-  sorsa-convert split model.safetensors -r 16 -t 'layers\.0\..*proj' --svd full -o out/`,
+  sorsa-convert split model.safetensors -r 16 -t 'layers\.0\..*proj' --svd full -o out/
+  sorsa-convert split model.safetensors -r 128 --svd exact --tol 1e-6 -o out/`,
 		Flags: append(outputFlags(),
 			&cli.IntFlag{Name: "rank", Aliases: []string{"r"}, Usage: "number of principal singular triplets per weight", Required: true},
 			targetFlag(),
 			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "output folder", Required: true},
-			&cli.StringFlag{Name: "svd", Value: "auto", Usage: "auto, full or randomized"},
+			&cli.StringFlag{Name: "svd", Value: "auto", Usage: "auto, full, randomized or exact"},
+			&cli.Float64Flag{Name: "tol", Value: surgery.DefaultTol, Usage: "relative accuracy of the top-r singular values for --svd exact"},
 			&cli.IntFlag{Name: "niter", Value: surgery.DefaultNIter, Usage: "power iterations of the randomized SVD"},
 			&cli.IntFlag{Name: "oversample", Value: surgery.DefaultOversample, Usage: "extra sketch columns of the randomized SVD"},
 			&cli.Uint64Flag{Name: "seed", Value: 0, Usage: "seed of the randomized SVD (equal seeds give identical factors)"},

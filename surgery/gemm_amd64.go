@@ -1,0 +1,111 @@
+//go:build amd64 && !purego
+
+package surgery
+
+// The assembly microkernels in gemm_amd64.s; each adds an mr×kc strip times
+// a kc×nr panel into an mr×nr tile of c (row stride ldc, in elements).
+
+//go:noescape
+func kernS8x48AVX512(kc int, a, b, c *float32, ldc int)
+
+//go:noescape
+func kernS8x48AVX512N(kc int, a *float32, lda int, b, c *float32, ldc int)
+
+//go:noescape
+func kernD8x24AVX512(kc int, a, b, c *float64, ldc int)
+
+//go:noescape
+func kernS6x16AVX2(kc int, a, b, c *float32, ldc int)
+
+//go:noescape
+func kernD6x8AVX2(kc int, a, b, c *float64, ldc int)
+
+func cpuid(eax, ecx uint32) (a, b, c, d uint32)
+
+func xgetbv() (eax, edx uint32)
+
+// cpuFeatures reports whether the CPU and the operating system support
+// AVX2 with FMA, and AVX-512F.
+func cpuFeatures() (avx2, avx512 bool) {
+	maxID, _, _, _ := cpuid(0, 0)
+	if maxID < 7 {
+		return false, false
+	}
+	_, _, ecx1, _ := cpuid(1, 0)
+	const fma, osxsave, avx = 1 << 12, 1 << 27, 1 << 28
+	if ecx1&(fma|osxsave|avx) != fma|osxsave|avx {
+		return false, false
+	}
+	xcr0, _ := xgetbv()
+	if xcr0&0x6 != 0x6 { // XMM and YMM state saved by the OS
+		return false, false
+	}
+	_, ebx7, _, _ := cpuid(7, 0)
+	avx2 = ebx7&(1<<5) != 0
+	avx512 = avx2 && ebx7&(1<<16) != 0 && xcr0&0xe0 == 0xe0 // opmask, ZMM0-15, ZMM16-31
+	return avx2, avx512
+}
+
+// archKernels lists the microkernels this CPU can run, fastest first; the
+// portable ones are always last.
+func archKernels() ([]microKernel[float32], []microKernel[float64]) {
+	g32, g64 := goKernels()
+	k32 := []microKernel[float32]{g32}
+	k64 := []microKernel[float64]{g64}
+	avx2, avx512 := cpuFeatures()
+	if avx2 {
+		k32 = append([]microKernel[float32]{{name: "avx2", mr: 6, nr: 16, fn: func(kc int, a, b, c []float32, ldc int) {
+			_, _, _ = a[6*kc-1], b[16*kc-1], c[5*ldc+15]
+			kernS6x16AVX2(kc, &a[0], &b[0], &c[0], ldc)
+		}}}, k32...)
+		k64 = append([]microKernel[float64]{{name: "avx2", mr: 6, nr: 8, fn: func(kc int, a, b, c []float64, ldc int) {
+			_, _, _ = a[6*kc-1], b[8*kc-1], c[5*ldc+7]
+			kernD6x8AVX2(kc, &a[0], &b[0], &c[0], ldc)
+		}}}, k64...)
+	}
+	if avx512 {
+		k32 = append([]microKernel[float32]{{name: "avx512", mr: 8, nr: 48,
+			fn: func(kc int, a, b, c []float32, ldc int) {
+				_, _, _ = a[8*kc-1], b[48*kc-1], c[7*ldc+47]
+				kernS8x48AVX512(kc, &a[0], &b[0], &c[0], ldc)
+			},
+			dirN: func(kc int, a []float32, lda int, b, c []float32, ldc int) {
+				_, _, _ = a[7*lda+kc-1], b[48*kc-1], c[7*ldc+47]
+				kernS8x48AVX512N(kc, &a[0], lda, &b[0], &c[0], ldc)
+			},
+		}}, k32...)
+		k64 = append([]microKernel[float64]{{name: "avx512", mr: 8, nr: 24, fn: func(kc int, a, b, c []float64, ldc int) {
+			_, _, _ = a[8*kc-1], b[24*kc-1], c[7*ldc+23]
+			kernD8x24AVX512(kc, &a[0], &b[0], &c[0], ldc)
+		}}}, k64...)
+	}
+	return k32, k64
+}
+
+// packTN8f32 copies 8-float groups of a transposed A into packed strips;
+// see gemm_amd64.s.
+//
+//go:noescape
+func packTN8f32(dst *float32, ss int, src *float32, lda, kc, strips, pf int)
+
+// packTNFast packs full 8-row strips of a transposed float32 A with vector
+// moves and software prefetch; it reports false when it does not apply.
+func packTNFast[S, T float](dst []T, a []S, lda, i0, k0, kc, full, ss int) bool {
+	d, ok1 := any(dst).([]float32)
+	s, ok2 := any(a).([]float32)
+	if !ok1 || !ok2 || !hasAVX2 || full == 0 || kc == 0 {
+		return false
+	}
+	_ = d[(full-1)*ss+8*kc-1]
+	_ = s[(k0+kc-1)*lda+i0+8*full-1]
+	pf := min(packPrefetchRows, len(s)/lda-(k0+kc)) // stay inside A
+	if pf < 0 {
+		pf = 0
+	}
+	// The prefetch of the last rows may point past A's last full row
+	// segment but never past its last row: PREFETCH does not fault anyway.
+	packTN8f32(&d[0], ss, &s[k0*lda+i0], lda, kc, full, max(pf, 0))
+	return true
+}
+
+var hasAVX2, _ = cpuFeatures()

@@ -1,0 +1,573 @@
+//go:build amd64 && !purego
+
+#include "textflag.h"
+
+// Microkernels: C[mr×nr] += A[mr×kc] · B[kc×nr], A packed as kc groups of mr
+// elements, B packed as kc rows of nr elements, C with row stride ldc
+// elements. Arguments: kc+0, a+8, b+16, c+24, ldc+32.
+
+// ---- AVX-512, float32, 8×48: Z0..Z23 accumulate row i in Z(3i..3i+2).
+
+#define S512ROW(off, bc, z0, z1, z2) \
+	VBROADCASTSS off(SI), bc \
+	VFMADD231PS  Z24, bc, z0 \
+	VFMADD231PS  Z25, bc, z1 \
+	VFMADD231PS  Z26, bc, z2
+
+#define S512STORE(z0, z1, z2) \
+	VADDPS  (DX), z0, z0 \
+	VMOVUPS z0, (DX) \
+	VADDPS  64(DX), z1, z1 \
+	VMOVUPS z1, 64(DX) \
+	VADDPS  128(DX), z2, z2 \
+	VMOVUPS z2, 128(DX) \
+	ADDQ    R8, DX
+
+// func kernS8x48AVX512(kc int, a, b, c *float32, ldc int)
+TEXT ·kernS8x48AVX512(SB), NOSPLIT, $0-40
+	MOVQ kc+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ b+16(FP), DI
+	MOVQ c+24(FP), DX
+	MOVQ ldc+32(FP), R8
+	SHLQ $2, R8
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	VPXORD Z16, Z16, Z16
+	VPXORD Z17, Z17, Z17
+	VPXORD Z18, Z18, Z18
+	VPXORD Z19, Z19, Z19
+	VPXORD Z20, Z20, Z20
+	VPXORD Z21, Z21, Z21
+	VPXORD Z22, Z22, Z22
+	VPXORD Z23, Z23, Z23
+	TESTQ CX, CX
+	JZ    s512store
+
+s512loop:
+	VMOVUPS (DI), Z24
+	VMOVUPS 64(DI), Z25
+	VMOVUPS 128(DI), Z26
+	S512ROW(0, Z27, Z0, Z1, Z2)
+	S512ROW(4, Z28, Z3, Z4, Z5)
+	S512ROW(8, Z29, Z6, Z7, Z8)
+	S512ROW(12, Z30, Z9, Z10, Z11)
+	S512ROW(16, Z27, Z12, Z13, Z14)
+	S512ROW(20, Z28, Z15, Z16, Z17)
+	S512ROW(24, Z29, Z18, Z19, Z20)
+	S512ROW(28, Z30, Z21, Z22, Z23)
+	ADDQ $32, SI
+	ADDQ $192, DI
+	DECQ CX
+	JNZ  s512loop
+
+s512store:
+	S512STORE(Z0, Z1, Z2)
+	S512STORE(Z3, Z4, Z5)
+	S512STORE(Z6, Z7, Z8)
+	S512STORE(Z9, Z10, Z11)
+	S512STORE(Z12, Z13, Z14)
+	S512STORE(Z15, Z16, Z17)
+	S512STORE(Z18, Z19, Z20)
+	S512STORE(Z21, Z22, Z23)
+	VZEROUPPER
+	RET
+
+// ---- AVX-512, float64, 8×24: same shape with 8 doubles per register.
+
+#define D512ROW(off, bc, z0, z1, z2) \
+	VBROADCASTSD off(SI), bc \
+	VFMADD231PD  Z24, bc, z0 \
+	VFMADD231PD  Z25, bc, z1 \
+	VFMADD231PD  Z26, bc, z2
+
+#define D512STORE(z0, z1, z2) \
+	VADDPD  (DX), z0, z0 \
+	VMOVUPD z0, (DX) \
+	VADDPD  64(DX), z1, z1 \
+	VMOVUPD z1, 64(DX) \
+	VADDPD  128(DX), z2, z2 \
+	VMOVUPD z2, 128(DX) \
+	ADDQ    R8, DX
+
+// func kernD8x24AVX512(kc int, a, b, c *float64, ldc int)
+TEXT ·kernD8x24AVX512(SB), NOSPLIT, $0-40
+	MOVQ kc+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ b+16(FP), DI
+	MOVQ c+24(FP), DX
+	MOVQ ldc+32(FP), R8
+	SHLQ $3, R8
+	VPXORQ Z0, Z0, Z0
+	VPXORQ Z1, Z1, Z1
+	VPXORQ Z2, Z2, Z2
+	VPXORQ Z3, Z3, Z3
+	VPXORQ Z4, Z4, Z4
+	VPXORQ Z5, Z5, Z5
+	VPXORQ Z6, Z6, Z6
+	VPXORQ Z7, Z7, Z7
+	VPXORQ Z8, Z8, Z8
+	VPXORQ Z9, Z9, Z9
+	VPXORQ Z10, Z10, Z10
+	VPXORQ Z11, Z11, Z11
+	VPXORQ Z12, Z12, Z12
+	VPXORQ Z13, Z13, Z13
+	VPXORQ Z14, Z14, Z14
+	VPXORQ Z15, Z15, Z15
+	VPXORQ Z16, Z16, Z16
+	VPXORQ Z17, Z17, Z17
+	VPXORQ Z18, Z18, Z18
+	VPXORQ Z19, Z19, Z19
+	VPXORQ Z20, Z20, Z20
+	VPXORQ Z21, Z21, Z21
+	VPXORQ Z22, Z22, Z22
+	VPXORQ Z23, Z23, Z23
+	TESTQ CX, CX
+	JZ    d512store
+
+d512loop:
+	VMOVUPD (DI), Z24
+	VMOVUPD 64(DI), Z25
+	VMOVUPD 128(DI), Z26
+	D512ROW(0, Z27, Z0, Z1, Z2)
+	D512ROW(8, Z28, Z3, Z4, Z5)
+	D512ROW(16, Z29, Z6, Z7, Z8)
+	D512ROW(24, Z30, Z9, Z10, Z11)
+	D512ROW(32, Z27, Z12, Z13, Z14)
+	D512ROW(40, Z28, Z15, Z16, Z17)
+	D512ROW(48, Z29, Z18, Z19, Z20)
+	D512ROW(56, Z30, Z21, Z22, Z23)
+	ADDQ $64, SI
+	ADDQ $192, DI
+	DECQ CX
+	JNZ  d512loop
+
+d512store:
+	D512STORE(Z0, Z1, Z2)
+	D512STORE(Z3, Z4, Z5)
+	D512STORE(Z6, Z7, Z8)
+	D512STORE(Z9, Z10, Z11)
+	D512STORE(Z12, Z13, Z14)
+	D512STORE(Z15, Z16, Z17)
+	D512STORE(Z18, Z19, Z20)
+	D512STORE(Z21, Z22, Z23)
+	VZEROUPPER
+	RET
+
+// ---- AVX2 + FMA, float32, 6×16: Y0..Y11 accumulate row i in Y(2i), Y(2i+1).
+
+#define S256ROW(off, bc, y0, y1) \
+	VBROADCASTSS off(SI), bc \
+	VFMADD231PS  Y12, bc, y0 \
+	VFMADD231PS  Y13, bc, y1
+
+#define S256STORE(y0, y1) \
+	VADDPS  (DX), y0, y0 \
+	VMOVUPS y0, (DX) \
+	VADDPS  32(DX), y1, y1 \
+	VMOVUPS y1, 32(DX) \
+	ADDQ    R8, DX
+
+// func kernS6x16AVX2(kc int, a, b, c *float32, ldc int)
+TEXT ·kernS6x16AVX2(SB), NOSPLIT, $0-40
+	MOVQ kc+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ b+16(FP), DI
+	MOVQ c+24(FP), DX
+	MOVQ ldc+32(FP), R8
+	SHLQ $2, R8
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	VXORPS Y10, Y10, Y10
+	VXORPS Y11, Y11, Y11
+	TESTQ CX, CX
+	JZ    s256store
+
+s256loop:
+	VMOVUPS (DI), Y12
+	VMOVUPS 32(DI), Y13
+	S256ROW(0, Y14, Y0, Y1)
+	S256ROW(4, Y15, Y2, Y3)
+	S256ROW(8, Y14, Y4, Y5)
+	S256ROW(12, Y15, Y6, Y7)
+	S256ROW(16, Y14, Y8, Y9)
+	S256ROW(20, Y15, Y10, Y11)
+	ADDQ $24, SI
+	ADDQ $64, DI
+	DECQ CX
+	JNZ  s256loop
+
+s256store:
+	S256STORE(Y0, Y1)
+	S256STORE(Y2, Y3)
+	S256STORE(Y4, Y5)
+	S256STORE(Y6, Y7)
+	S256STORE(Y8, Y9)
+	S256STORE(Y10, Y11)
+	VZEROUPPER
+	RET
+
+// ---- AVX2 + FMA, float64, 6×8.
+
+#define D256ROW(off, bc, y0, y1) \
+	VBROADCASTSD off(SI), bc \
+	VFMADD231PD  Y12, bc, y0 \
+	VFMADD231PD  Y13, bc, y1
+
+#define D256STORE(y0, y1) \
+	VADDPD  (DX), y0, y0 \
+	VMOVUPD y0, (DX) \
+	VADDPD  32(DX), y1, y1 \
+	VMOVUPD y1, 32(DX) \
+	ADDQ    R8, DX
+
+// func kernD6x8AVX2(kc int, a, b, c *float64, ldc int)
+TEXT ·kernD6x8AVX2(SB), NOSPLIT, $0-40
+	MOVQ kc+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ b+16(FP), DI
+	MOVQ c+24(FP), DX
+	MOVQ ldc+32(FP), R8
+	SHLQ $3, R8
+	VXORPD Y0, Y0, Y0
+	VXORPD Y1, Y1, Y1
+	VXORPD Y2, Y2, Y2
+	VXORPD Y3, Y3, Y3
+	VXORPD Y4, Y4, Y4
+	VXORPD Y5, Y5, Y5
+	VXORPD Y6, Y6, Y6
+	VXORPD Y7, Y7, Y7
+	VXORPD Y8, Y8, Y8
+	VXORPD Y9, Y9, Y9
+	VXORPD Y10, Y10, Y10
+	VXORPD Y11, Y11, Y11
+	TESTQ CX, CX
+	JZ    d256store
+
+d256loop:
+	VMOVUPD (DI), Y12
+	VMOVUPD 32(DI), Y13
+	D256ROW(0, Y14, Y0, Y1)
+	D256ROW(8, Y15, Y2, Y3)
+	D256ROW(16, Y14, Y4, Y5)
+	D256ROW(24, Y15, Y6, Y7)
+	D256ROW(32, Y14, Y8, Y9)
+	D256ROW(40, Y15, Y10, Y11)
+	ADDQ $48, SI
+	ADDQ $64, DI
+	DECQ CX
+	JNZ  d256loop
+
+d256store:
+	D256STORE(Y0, Y1)
+	D256STORE(Y2, Y3)
+	D256STORE(Y4, Y5)
+	D256STORE(Y6, Y7)
+	D256STORE(Y8, Y9)
+	D256STORE(Y10, Y11)
+	VZEROUPPER
+	RET
+
+// func cpuid(eax, ecx uint32) (a, b, c, d uint32)
+TEXT ·cpuid(SB), NOSPLIT, $0-24
+	MOVL eax+0(FP), AX
+	MOVL ecx+4(FP), CX
+	CPUID
+	MOVL AX, a+8(FP)
+	MOVL BX, b+12(FP)
+	MOVL CX, c+16(FP)
+	MOVL DX, d+20(FP)
+	RET
+
+// func xgetbv() (eax, edx uint32)
+TEXT ·xgetbv(SB), NOSPLIT, $0-8
+	MOVL $0, CX
+	XGETBV
+	MOVL AX, eax+0(FP)
+	MOVL DX, edx+4(FP)
+	RET
+
+// func packTN8f32(dst *float32, ss int, src *float32, lda, kc, strips, pf int)
+// For kk in [0, kc): copies the 8-float groups src[kk·lda + 8s .. +8] to
+// dst[s·ss + 8kk .. +8] for s in [0, strips), prefetching the same segment
+// pf rows ahead. ss and lda are in elements.
+TEXT ·packTN8f32(SB), NOSPLIT, $0-56
+	MOVQ dst+0(FP), DI
+	MOVQ ss+8(FP), R8
+	SHLQ $2, R8
+	MOVQ src+16(FP), SI
+	MOVQ lda+24(FP), R9
+	SHLQ $2, R9
+	MOVQ kc+32(FP), CX
+	MOVQ strips+40(FP), R10
+	MOVQ pf+48(FP), R11
+	IMULQ R9, R11          // prefetch distance in bytes
+	TESTQ CX, CX
+	JZ    ptdone
+	TESTQ R10, R10
+	JZ    ptdone
+
+ptrow:
+	MOVQ SI, AX            // source group
+	MOVQ DI, BX            // destination group
+	LEAQ (SI)(R11*1), DX   // prefetch address
+	MOVQ R10, R12
+
+ptgroup:
+	PREFETCHT0 (DX)
+	VMOVUPS (AX), Y0
+	VMOVUPS Y0, (BX)
+	ADDQ $32, AX
+	ADDQ $32, DX
+	ADDQ R8, BX
+	DECQ R12
+	JNZ  ptgroup
+
+	ADDQ R9, SI
+	ADDQ $32, DI
+	DECQ CX
+	JNZ  ptrow
+
+ptdone:
+	VZEROUPPER
+	RET
+
+// ---- Direct variant of the AVX-512 float32 kernel: A is read where it
+// lies instead of from a packed strip. (A direct variant for a transposed A
+// was slower than packing it: its strips are 32-byte pieces of rows 16 KiB
+// apart.)
+//
+// kernS8x48AVX512N: op(A) = A, row i of the strip at a + i·lda, element kk
+// at +4kk (lda in elements).
+// func kernS8x48AVX512N(kc int, a *float32, lda int, b, c *float32, ldc int)
+//
+// The 8 rows of A stream from memory; the main loop does 8 steps at a
+// time and prefetches each row PFDIST bytes ahead once per 8 steps.
+#define SNROW(addr, bc, z0, z1, z2) \
+	VBROADCASTSS addr, bc \
+	VFMADD231PS  Z24, bc, z0 \
+	VFMADD231PS  Z25, bc, z1 \
+	VFMADD231PS  Z26, bc, z2
+
+#define PFDIST 512
+
+TEXT ·kernS8x48AVX512N(SB), NOSPLIT, $0-48
+	MOVQ kc+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R9
+	SHLQ $2, R9
+	MOVQ b+24(FP), DI
+	MOVQ c+32(FP), DX
+	MOVQ ldc+40(FP), R8
+	SHLQ $2, R8
+	LEAQ (R9)(R9*2), R10   // 3·lda
+	LEAQ (SI)(R9*4), R11   // row 4
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	VPXORD Z16, Z16, Z16
+	VPXORD Z17, Z17, Z17
+	VPXORD Z18, Z18, Z18
+	VPXORD Z19, Z19, Z19
+	VPXORD Z20, Z20, Z20
+	VPXORD Z21, Z21, Z21
+	VPXORD Z22, Z22, Z22
+	VPXORD Z23, Z23, Z23
+	MOVQ CX, BX
+	SHRQ $3, BX            // groups of 8 steps
+	ANDQ $7, CX            // remaining steps
+	TESTQ BX, BX
+	JZ    snrest
+
+sn8loop:
+	PREFETCHT0 PFDIST(SI)
+	VMOVUPS (DI), Z24
+	VMOVUPS 64(DI), Z25
+	VMOVUPS 128(DI), Z26
+	SNROW((SI), Z27, Z0, Z1, Z2)
+	SNROW((SI)(R9*1), Z28, Z3, Z4, Z5)
+	SNROW((SI)(R9*2), Z29, Z6, Z7, Z8)
+	SNROW((SI)(R10*1), Z30, Z9, Z10, Z11)
+	SNROW((R11), Z27, Z12, Z13, Z14)
+	SNROW((R11)(R9*1), Z28, Z15, Z16, Z17)
+	SNROW((R11)(R9*2), Z29, Z18, Z19, Z20)
+	SNROW((R11)(R10*1), Z30, Z21, Z22, Z23)
+	ADDQ $4, SI
+	ADDQ $4, R11
+	ADDQ $192, DI
+	PREFETCHT0 PFDIST(SI)(R9*1)
+	VMOVUPS (DI), Z24
+	VMOVUPS 64(DI), Z25
+	VMOVUPS 128(DI), Z26
+	SNROW((SI), Z27, Z0, Z1, Z2)
+	SNROW((SI)(R9*1), Z28, Z3, Z4, Z5)
+	SNROW((SI)(R9*2), Z29, Z6, Z7, Z8)
+	SNROW((SI)(R10*1), Z30, Z9, Z10, Z11)
+	SNROW((R11), Z27, Z12, Z13, Z14)
+	SNROW((R11)(R9*1), Z28, Z15, Z16, Z17)
+	SNROW((R11)(R9*2), Z29, Z18, Z19, Z20)
+	SNROW((R11)(R10*1), Z30, Z21, Z22, Z23)
+	ADDQ $4, SI
+	ADDQ $4, R11
+	ADDQ $192, DI
+	PREFETCHT0 PFDIST(SI)(R9*2)
+	VMOVUPS (DI), Z24
+	VMOVUPS 64(DI), Z25
+	VMOVUPS 128(DI), Z26
+	SNROW((SI), Z27, Z0, Z1, Z2)
+	SNROW((SI)(R9*1), Z28, Z3, Z4, Z5)
+	SNROW((SI)(R9*2), Z29, Z6, Z7, Z8)
+	SNROW((SI)(R10*1), Z30, Z9, Z10, Z11)
+	SNROW((R11), Z27, Z12, Z13, Z14)
+	SNROW((R11)(R9*1), Z28, Z15, Z16, Z17)
+	SNROW((R11)(R9*2), Z29, Z18, Z19, Z20)
+	SNROW((R11)(R10*1), Z30, Z21, Z22, Z23)
+	ADDQ $4, SI
+	ADDQ $4, R11
+	ADDQ $192, DI
+	PREFETCHT0 PFDIST(SI)(R10*1)
+	VMOVUPS (DI), Z24
+	VMOVUPS 64(DI), Z25
+	VMOVUPS 128(DI), Z26
+	SNROW((SI), Z27, Z0, Z1, Z2)
+	SNROW((SI)(R9*1), Z28, Z3, Z4, Z5)
+	SNROW((SI)(R9*2), Z29, Z6, Z7, Z8)
+	SNROW((SI)(R10*1), Z30, Z9, Z10, Z11)
+	SNROW((R11), Z27, Z12, Z13, Z14)
+	SNROW((R11)(R9*1), Z28, Z15, Z16, Z17)
+	SNROW((R11)(R9*2), Z29, Z18, Z19, Z20)
+	SNROW((R11)(R10*1), Z30, Z21, Z22, Z23)
+	ADDQ $4, SI
+	ADDQ $4, R11
+	ADDQ $192, DI
+	PREFETCHT0 PFDIST(R11)
+	VMOVUPS (DI), Z24
+	VMOVUPS 64(DI), Z25
+	VMOVUPS 128(DI), Z26
+	SNROW((SI), Z27, Z0, Z1, Z2)
+	SNROW((SI)(R9*1), Z28, Z3, Z4, Z5)
+	SNROW((SI)(R9*2), Z29, Z6, Z7, Z8)
+	SNROW((SI)(R10*1), Z30, Z9, Z10, Z11)
+	SNROW((R11), Z27, Z12, Z13, Z14)
+	SNROW((R11)(R9*1), Z28, Z15, Z16, Z17)
+	SNROW((R11)(R9*2), Z29, Z18, Z19, Z20)
+	SNROW((R11)(R10*1), Z30, Z21, Z22, Z23)
+	ADDQ $4, SI
+	ADDQ $4, R11
+	ADDQ $192, DI
+	PREFETCHT0 PFDIST(R11)(R9*1)
+	VMOVUPS (DI), Z24
+	VMOVUPS 64(DI), Z25
+	VMOVUPS 128(DI), Z26
+	SNROW((SI), Z27, Z0, Z1, Z2)
+	SNROW((SI)(R9*1), Z28, Z3, Z4, Z5)
+	SNROW((SI)(R9*2), Z29, Z6, Z7, Z8)
+	SNROW((SI)(R10*1), Z30, Z9, Z10, Z11)
+	SNROW((R11), Z27, Z12, Z13, Z14)
+	SNROW((R11)(R9*1), Z28, Z15, Z16, Z17)
+	SNROW((R11)(R9*2), Z29, Z18, Z19, Z20)
+	SNROW((R11)(R10*1), Z30, Z21, Z22, Z23)
+	ADDQ $4, SI
+	ADDQ $4, R11
+	ADDQ $192, DI
+	PREFETCHT0 PFDIST(R11)(R9*2)
+	VMOVUPS (DI), Z24
+	VMOVUPS 64(DI), Z25
+	VMOVUPS 128(DI), Z26
+	SNROW((SI), Z27, Z0, Z1, Z2)
+	SNROW((SI)(R9*1), Z28, Z3, Z4, Z5)
+	SNROW((SI)(R9*2), Z29, Z6, Z7, Z8)
+	SNROW((SI)(R10*1), Z30, Z9, Z10, Z11)
+	SNROW((R11), Z27, Z12, Z13, Z14)
+	SNROW((R11)(R9*1), Z28, Z15, Z16, Z17)
+	SNROW((R11)(R9*2), Z29, Z18, Z19, Z20)
+	SNROW((R11)(R10*1), Z30, Z21, Z22, Z23)
+	ADDQ $4, SI
+	ADDQ $4, R11
+	ADDQ $192, DI
+	PREFETCHT0 PFDIST(R11)(R10*1)
+	VMOVUPS (DI), Z24
+	VMOVUPS 64(DI), Z25
+	VMOVUPS 128(DI), Z26
+	SNROW((SI), Z27, Z0, Z1, Z2)
+	SNROW((SI)(R9*1), Z28, Z3, Z4, Z5)
+	SNROW((SI)(R9*2), Z29, Z6, Z7, Z8)
+	SNROW((SI)(R10*1), Z30, Z9, Z10, Z11)
+	SNROW((R11), Z27, Z12, Z13, Z14)
+	SNROW((R11)(R9*1), Z28, Z15, Z16, Z17)
+	SNROW((R11)(R9*2), Z29, Z18, Z19, Z20)
+	SNROW((R11)(R10*1), Z30, Z21, Z22, Z23)
+	ADDQ $4, SI
+	ADDQ $4, R11
+	ADDQ $192, DI
+	DECQ BX
+	JNZ  sn8loop
+
+snrest:
+	TESTQ CX, CX
+	JZ    snstore
+
+snloop:
+	VMOVUPS (DI), Z24
+	VMOVUPS 64(DI), Z25
+	VMOVUPS 128(DI), Z26
+	SNROW((SI), Z27, Z0, Z1, Z2)
+	SNROW((SI)(R9*1), Z28, Z3, Z4, Z5)
+	SNROW((SI)(R9*2), Z29, Z6, Z7, Z8)
+	SNROW((SI)(R10*1), Z30, Z9, Z10, Z11)
+	SNROW((R11), Z27, Z12, Z13, Z14)
+	SNROW((R11)(R9*1), Z28, Z15, Z16, Z17)
+	SNROW((R11)(R9*2), Z29, Z18, Z19, Z20)
+	SNROW((R11)(R10*1), Z30, Z21, Z22, Z23)
+	ADDQ $4, SI
+	ADDQ $4, R11
+	ADDQ $192, DI
+	DECQ CX
+	JNZ  snloop
+
+snstore:
+	S512STORE(Z0, Z1, Z2)
+	S512STORE(Z3, Z4, Z5)
+	S512STORE(Z6, Z7, Z8)
+	S512STORE(Z9, Z10, Z11)
+	S512STORE(Z12, Z13, Z14)
+	S512STORE(Z15, Z16, Z17)
+	S512STORE(Z18, Z19, Z20)
+	S512STORE(Z21, Z22, Z23)
+	VZEROUPPER
+	RET
