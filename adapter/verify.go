@@ -211,29 +211,35 @@ func verifyOne(om, rm model, ad *Loaded, mod Module, ot, rt Tensor, opts VerifyO
 	if err != nil {
 		return tv, err
 	}
-	acc := make([]float64, len(wr.Data))
-	for i, v := range wr.Data {
-		acc[i] = float64(v)
-	}
-	surgery.AddPrincipal(acc, f, mod.Scale)
 	kind, hasKind := residualKind(rm, rt)
 	var num, den, wmax float64
-	for i, x := range acc {
-		ref := float64(w.Data[i])
-		d := math.Abs(x - ref)
-		num += d * d
-		den += ref * ref
-		wmax = math.Max(wmax, math.Abs(ref))
-		tv.MaxAbs = math.Max(tv.MaxAbs, d)
-		if hasKind {
-			bound := 0.5*dtype.Ulp(kind, float64(wr.Data[i])) + 1e-12*(math.Abs(ref)+math.Abs(x-float64(wr.Data[i])))
-			if bound > 0 {
-				tv.RoundingRatio = math.Max(tv.RoundingRatio, d/bound)
-			} else if d > 0 {
-				tv.RoundingRatio = math.Inf(1)
+	if err := f.Check(rt.Out, rt.In); err != nil {
+		return tv, inputErr("%s: module %q: %v", ad.Dir, mod.Name, err)
+	}
+	rowBlocks(rt, func(i0, i1 int, acc []float64) error {
+		off := i0 * rt.In
+		for i, v := range wr.Data[off : off+len(acc)] {
+			acc[i] = float64(v)
+		}
+		surgery.AddPrincipal(acc, rowsOf(f, i0, i1), mod.Scale)
+		for i, x := range acc {
+			ref, r := float64(w.Data[off+i]), float64(wr.Data[off+i])
+			d := math.Abs(x - ref)
+			num += d * d
+			den += ref * ref
+			wmax = math.Max(wmax, math.Abs(ref))
+			tv.MaxAbs = math.Max(tv.MaxAbs, d)
+			if hasKind {
+				bound := 0.5*dtype.Ulp(kind, r) + 1e-12*(math.Abs(ref)+math.Abs(x-r))
+				if bound > 0 {
+					tv.RoundingRatio = math.Max(tv.RoundingRatio, d/bound)
+				} else if d > 0 {
+					tv.RoundingRatio = math.Inf(1)
+				}
 			}
 		}
-	}
+		return nil
+	})
 	if wmax > 0 {
 		tv.MaxRel = tv.MaxAbs / wmax
 	}

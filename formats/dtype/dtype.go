@@ -32,7 +32,37 @@ func F16FromFloat32(f float32) uint16 { return uint16(float16.Fromfloat32(f)) }
 
 // F16FromFloat64 rounds a float64 to the nearest binary16 (ties to even) with
 // a single rounding.
-func F16FromFloat64(x float64) uint16 { return narrow(x, 5, 10, 0x7e00) }
+//
+// The fast path goes through float32, which cannot cross a binary16
+// rounding boundary (every boundary is a float32): only when float32(x)
+// lands exactly on one does the direction come from comparing x with it.
+func F16FromFloat64(x float64) uint16 {
+	f := float32(x)
+	b := math.Float32bits(f)
+	e := b >> 23 & 0xff
+	if e < 113 || e > 142 { // binary16 subnormal, overflow, Inf, NaN: the general path
+		return narrow(x, 5, 10, 0x7e00)
+	}
+	h := uint16(b>>16)&0x8000 | uint16(e-112)<<10 | uint16(b>>13&0x3ff)
+	switch rem := b & 0x1fff; {
+	case rem > 0x1000, rem == 0x1000 && roundAway(x, f, h):
+		h++ // a carry into the exponent is the next value; past 65504 it is Inf
+	}
+	return h
+}
+
+// roundAway decides a float32 value that sits exactly halfway between two
+// narrow values: away from zero when x is beyond it, toward zero when short
+// of it, and to the even one (last bit of h clear) on a true tie.
+func roundAway(x float64, f float32, h uint16) bool {
+	switch d := math.Abs(x) - math.Abs(float64(f)); {
+	case d > 0:
+		return true
+	case d < 0:
+		return false
+	}
+	return h&1 == 1
+}
 
 // BF16ToFloat32 decodes a bfloat16 value: its bits are the upper half of a
 // float32.
@@ -51,8 +81,20 @@ func BF16FromFloat32(f float32) uint16 {
 }
 
 // BF16FromFloat64 rounds a float64 to the nearest bfloat16 (ties to even)
-// with a single rounding.
-func BF16FromFloat64(x float64) uint16 { return narrow(x, 8, 7, 0x7fc0) }
+// with a single rounding, through float32 as F16FromFloat64 does.
+func BF16FromFloat64(x float64) uint16 {
+	f := float32(x)
+	b := math.Float32bits(f)
+	if b&0x7f800000 == 0x7f800000 { // Inf or NaN (also from overflow): the general path
+		return narrow(x, 8, 7, 0x7fc0)
+	}
+	h := uint16(b >> 16)
+	switch rem := b & 0xffff; {
+	case rem > 0x8000, rem == 0x8000 && roundAway(x, f, h):
+		h++
+	}
+	return h
+}
 
 // narrow rounds x once, to nearest with ties to even, to a 16-bit binary
 // format with expBits exponent and mantBits mantissa bits (binary16: 5, 10;

@@ -145,3 +145,41 @@ func TestNarrowMatchesFloat32Path(t *testing.T) {
 		}
 	}
 }
+
+// TestFastPathsMatchNarrow compares the float32-based fast conversions with
+// the bit-level general one, on random values and on values a hair off the
+// rounding boundaries, where a float32 detour would double-round.
+func TestFastPathsMatchNarrow(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	check := func(x float64) {
+		if got, want := F16FromFloat64(x), narrow(x, 5, 10, 0x7e00); got != want && !math.IsNaN(x) {
+			t.Fatalf("F16FromFloat64(%v) = %#04x, general path %#04x", x, got, want)
+		}
+		if got, want := BF16FromFloat64(x), narrow(x, 8, 7, 0x7fc0); got != want && !math.IsNaN(x) {
+			t.Fatalf("BF16FromFloat64(%v) = %#04x, general path %#04x", x, got, want)
+		}
+	}
+	for i := 0; i < 500000; i++ {
+		check(math.Float64frombits(rng.Uint64()))
+		check(rng.NormFloat64() * math.Ldexp(1, rng.IntN(40)-20))
+		// A boundary of both formats (a binary16 midpoint is also a bfloat16
+		// one only sometimes; both kinds are covered over the loop), moved by
+		// a few float64 ulps either way.
+		h := uint16(rng.IntN(0x7bff))
+		mid := (float64(F16ToFloat32(h)) + float64(F16ToFloat32(h+1))) / 2
+		bm := math.Float32frombits(uint32(rng.Uint32()&0x7f7fffff)&^0xffff | 0x8000)
+		for _, base := range []float64{mid, float64(bm)} {
+			for _, k := range []int{-2, -1, 0, 1, 2} {
+				v := base
+				for ; k < 0; k++ {
+					v = math.Nextafter(v, 0)
+				}
+				for ; k > 0; k-- {
+					v = math.Nextafter(v, math.Inf(1))
+				}
+				check(v)
+				check(-v)
+			}
+		}
+	}
+}
