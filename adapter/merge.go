@@ -2,6 +2,7 @@ package adapter
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -55,11 +56,27 @@ func Merge(ctx context.Context, residual, adapterDir, out string, opts MergeOpti
 	if err != nil {
 		return nil, err
 	}
-	if !opts.Force {
-		if err := ad.checkResidual(m); err != nil {
-			return nil, err
-		}
+	// The residual's checksum is checked while the merge runs (hashing a
+	// large model takes as long as reading it); a mismatch cancels the work
+	// at once and nothing is written.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var checked chan error
+	if !opts.Force && ad.Config != nil {
+		checked = make(chan error, 1)
+		go func() {
+			err := ad.checkResidual(m)
+			if err != nil {
+				cancel(err)
+			}
+			checked <- err
+		}()
 	}
+	defer func() {
+		if c := context.Cause(ctx); err != nil && c != nil && !errors.Is(c, context.Canceled) {
+			err = c // the checksum mismatch, not the cancellation it caused
+		}
+	}()
 	dt := opts.DType
 	if dt == "keep" {
 		dt = ""
@@ -71,6 +88,7 @@ func Merge(ctx context.Context, residual, adapterDir, out string, opts MergeOpti
 	}
 
 	tx := newOutputs()
+	tx.noHash = true
 	defer func() {
 		if err != nil {
 			tx.abort()
@@ -82,6 +100,9 @@ func Merge(ctx context.Context, residual, adapterDir, out string, opts MergeOpti
 			return nil, inputErr("--dtype is not supported for ONNX: merged weights keep their type")
 		}
 		if err := mergeONNX(om, ad, mods, out, tx, rep); err != nil {
+			return nil, err
+		}
+		if err := waitCheck(checked); err != nil {
 			return nil, err
 		}
 		if err := tx.commit(); err != nil {
@@ -135,6 +156,9 @@ func Merge(ctx context.Context, residual, adapterDir, out string, opts MergeOpti
 	if err := writeMerged(tx, m, out, newType, repl); err != nil {
 		return nil, err
 	}
+	if err := waitCheck(checked); err != nil {
+		return nil, err
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -143,6 +167,14 @@ func Merge(ctx context.Context, residual, adapterDir, out string, opts MergeOpti
 	}
 	rep.Seconds = time.Since(start).Seconds()
 	return rep, nil
+}
+
+// waitCheck waits for a background check (nil: none was started).
+func waitCheck(c chan error) error {
+	if c == nil {
+		return nil
+	}
+	return <-c
 }
 
 func mergeOne(m model, ad *Loaded, mod Module, t Tensor, dt string) ([]byte, error) {

@@ -137,16 +137,26 @@ func Verify(ctx context.Context, original, residual, adapterDir string, opts Ver
 		return nil, err
 	}
 	rep := &VerifyReport{Original: original, Residual: residual, Adapter: adapterDir, SourceMatches: true, ResidualMatches: true}
-	if ad.Config != nil {
-		if err := ad.checkResidual(rm); err != nil {
-			rep.ResidualMatches = false
-			rep.Problems = append(rep.Problems, err.Error())
+	// File checksums are computed while the weights are compared.
+	linkage := make(chan func(), 1)
+	go func() {
+		var resErr error
+		srcOK, srcMsg := true, ""
+		if ad.Config != nil {
+			resErr = ad.checkResidual(rm)
+			srcOK, srcMsg = checkSource(ad.Config, om)
 		}
-		if ok, msg := checkSource(ad.Config, om); !ok {
-			rep.SourceMatches = false
-			rep.Problems = append(rep.Problems, msg)
+		linkage <- func() {
+			if resErr != nil {
+				rep.ResidualMatches = false
+				rep.Problems = append(rep.Problems, resErr.Error())
+			}
+			if !srcOK {
+				rep.SourceMatches = false
+				rep.Problems = append(rep.Problems, srcMsg)
+			}
 		}
-	}
+	}()
 	otensors := map[string]Tensor{}
 	for _, t := range om.Tensors() {
 		otensors[t.Name] = t
@@ -165,7 +175,7 @@ func Verify(ctx context.Context, original, residual, adapterDir string, opts Ver
 		return verifyOne(om, rm, ad, rmods[n], otensors[n], rtensors[n], opts)
 	})
 	defer p.stop()
-	rep.OK = rep.SourceMatches && rep.ResidualMatches
+	rep.OK = true
 	for i := range names {
 		tv, err := p.take(ctx, i)
 		if err != nil {
@@ -174,6 +184,8 @@ func Verify(ctx context.Context, original, residual, adapterDir string, opts Ver
 		rep.Targets = append(rep.Targets, tv)
 		rep.OK = rep.OK && tv.OK
 	}
+	(<-linkage)()
+	rep.OK = rep.OK && rep.SourceMatches && rep.ResidualMatches
 	return rep, nil
 }
 
