@@ -166,6 +166,11 @@ func Split(ctx context.Context, input, outDir string, opts SplitOptions) (rep *S
 			return nil, inputErr("%s: tensor %q: rank %d exceeds min(%d, %d)", input, t.Name, opts.Rank, t.Out, t.In)
 		}
 	}
+	if opts.PEFT && m.Format() == "gguf" {
+		// PEFT addresses Hugging Face module names, and llama.cpp's converter
+		// permutes attn_q/attn_k rows; a GGUF split gives lora.gguf instead.
+		return nil, inputErr("%s: --peft needs a Hugging Face checkpoint; for GGUF, split writes lora.gguf for llama.cpp", input)
+	}
 	newType := map[string]string{}
 	if rt := opts.ResidualType; rt != "" && rt != "keep" {
 		dt, err := normalizeDType(m, rt)
