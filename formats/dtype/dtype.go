@@ -44,11 +44,17 @@ func F16FromFloat64(x float64) uint16 {
 		return narrow(x, 5, 10, 0x7e00)
 	}
 	h := uint16(b>>16)&0x8000 | uint16(e-112)<<10 | uint16(b>>13&0x3ff)
-	switch rem := b & 0x1fff; {
-	case rem > 0x1000, rem == 0x1000 && roundAway(x, f, h):
-		h++ // a carry into the exponent is the next value; past 65504 it is Inf
+	rem := b & 0x1fff
+	if rem == 0x1000 && float64(f) != x { // rare: float32 landed on a boundary
+		if roundAway(x, f, h) {
+			h++
+		}
+		return h
 	}
-	return h
+	// Nearest, ties to even, without a data-dependent branch (weights make
+	// it unpredictable): the carry out of rem + 0xfff + odd is the round-up
+	// bit. A carry into the exponent is the next value; past 65504 it is Inf.
+	return h + uint16((rem+0xfff+uint32(h&1))>>13)
 }
 
 // roundAway decides a float32 value that sits exactly halfway between two
@@ -89,11 +95,14 @@ func BF16FromFloat64(x float64) uint16 {
 		return narrow(x, 8, 7, 0x7fc0)
 	}
 	h := uint16(b >> 16)
-	switch rem := b & 0xffff; {
-	case rem > 0x8000, rem == 0x8000 && roundAway(x, f, h):
-		h++
+	rem := b & 0xffff
+	if rem == 0x8000 && float64(f) != x {
+		if roundAway(x, f, h) {
+			h++
+		}
+		return h
 	}
-	return h
+	return h + uint16((rem+0x7fff+uint32(h&1))>>16)
 }
 
 // narrow rounds x once, to nearest with ties to even, to a 16-bit binary
@@ -218,12 +227,35 @@ func Encode(k Kind, dst []byte, src []float64) {
 			binary.LittleEndian.PutUint32(dst[4*i:], math.Float32bits(float32(x)))
 		}
 	case F16:
+		dst = dst[:2*len(src)]
 		for i, x := range src {
-			binary.LittleEndian.PutUint16(dst[2*i:], F16FromFloat64(x))
+			// F16FromFloat64's fast path, inlined: the loop is the hot spot
+			// of every split and merge of a half-precision model.
+			f := float32(x)
+			b := math.Float32bits(f)
+			rem := b & 0x1fff
+			var h uint16
+			if e := b >> 23 & 0xff; e-113 <= 29 && (rem != 0x1000 || float64(f) == x) {
+				h = uint16(b>>16)&0x8000 | uint16(e-112)<<10 | uint16(b>>13&0x3ff)
+				h += uint16((rem + 0xfff + uint32(h&1)) >> 13)
+			} else {
+				h = F16FromFloat64(x)
+			}
+			binary.LittleEndian.PutUint16(dst[2*i:], h)
 		}
 	case BF16:
+		dst = dst[:2*len(src)]
 		for i, x := range src {
-			binary.LittleEndian.PutUint16(dst[2*i:], BF16FromFloat64(x))
+			f := float32(x)
+			b := math.Float32bits(f)
+			rem := b & 0xffff
+			var h uint16
+			if b&0x7f800000 != 0x7f800000 && (rem != 0x8000 || float64(f) == x) {
+				h = uint16(b>>16) + uint16((rem+0x7fff+(b>>16&1))>>16)
+			} else {
+				h = BF16FromFloat64(x)
+			}
+			binary.LittleEndian.PutUint16(dst[2*i:], h)
 		}
 	case F64:
 		for i, x := range src {
