@@ -156,7 +156,6 @@ func narrow(x float64, expBits, mantBits uint, qnan uint16) uint16 {
 // F32FromFloat64 rounds a float64 to the nearest float32 (ties to even).
 func F32FromFloat64(x float64) float32 { return float32(x) }
 
-
 // Kind names the element types the codecs in this package decode and encode.
 type Kind int
 
