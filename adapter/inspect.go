@@ -13,17 +13,18 @@ type ModelInfo struct {
 
 // TensorInfo is one row of inspect's table.
 type TensorInfo struct {
-	Name       string  `json:"name"`
-	File       string  `json:"file,omitempty"`
-	DType      string  `json:"dtype"`
-	Shape      []int64 `json:"shape"`
-	Bytes      int64   `json:"bytes"`
-	Matrix     bool    `json:"matrix"`
-	Out        int     `json:"out,omitempty"`
-	In         int     `json:"in,omitempty"`
-	Transposed bool    `json:"transposed,omitempty"`
-	Target     bool    `json:"target"`
-	Reason     string  `json:"reason,omitempty"`
+	Name       string   `json:"name"`
+	File       string   `json:"file,omitempty"`
+	DType      string   `json:"dtype"`
+	Shape      []int64  `json:"shape"`
+	Bytes      int64    `json:"bytes"`
+	Matrix     bool     `json:"matrix"`
+	Out        int      `json:"out,omitempty"`
+	In         int      `json:"in,omitempty"`
+	Transposed bool     `json:"transposed,omitempty"`
+	Target     bool     `json:"target"`
+	Reason     string   `json:"reason,omitempty"`
+	Readers    []string `json:"readers,omitempty"`
 }
 
 // Totals sums a model's tensors.
@@ -62,7 +63,7 @@ func Inspect(path string, pats []*regexp.Regexp) (*ModelInfo, error) {
 			n *= d
 		}
 		ti := TensorInfo{Name: t.Name, File: t.File, DType: t.DType, Shape: t.Shape, Bytes: t.Bytes,
-			Matrix: t.Matrix(), Out: t.Out, In: t.In, Transposed: t.Transposed, Target: isTarget[t.Name], Reason: t.Reason}
+			Matrix: t.Matrix(), Out: t.Out, In: t.In, Transposed: t.Transposed, Target: isTarget[t.Name], Reason: t.Reason, Readers: t.Readers}
 		info.Tensors = append(info.Tensors, ti)
 		info.Totals.Tensors++
 		info.Totals.Bytes += t.Bytes

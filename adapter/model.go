@@ -31,6 +31,9 @@ type Tensor struct {
 	Transposed bool
 	// Reason says why a 2-D tensor cannot be targeted ("" when it can).
 	Reason string
+	// Readers names the nodes that read a weight, where the format has a
+	// graph (ONNX): "Gemm If_0_then/Gemm_3", "MatMul /mlp/MatMul via Transpose".
+	Readers []string
 }
 
 // Matrix reports whether split can decode t as a weight matrix.

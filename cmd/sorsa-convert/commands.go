@@ -81,6 +81,12 @@ func printInspect(w io.Writer, info *adapter.ModelInfo) {
 			if t.Transposed {
 				mark += " (stored in×out)"
 			}
+			if len(t.Readers) > 0 {
+				mark += ": " + strings.Join(t.Readers, "; ")
+				if len(mark) > 100 {
+					mark = mark[:99] + "…"
+				}
+			}
 		case t.Reason != "":
 			mark = "no: " + t.Reason
 			if len(mark) > 72 {
