@@ -80,3 +80,27 @@ func encodeBlocks(m model, t Tensor, dt string, fill func(i0, i1 int, buf []floa
 	})
 	return out, err
 }
+
+// rowDecoder is implemented by models that can decode a block of a weight's
+// rows from its stored bytes straight into float64, so merge never holds the
+// whole weight as float32.
+type rowDecoder interface {
+	decodeRows(t Tensor, raw []byte, i0, i1 int, dst []float64) error
+}
+
+// mergedBytesRaw is mergedBytes reading W_r block by block from its stored
+// bytes.
+func mergedBytesRaw(m model, rd rowDecoder, t Tensor, dt string, raw []byte, f *surgery.Factors, scale float64) ([]byte, error) {
+	var derr error
+	out, err := encodeBlocks(m, t, dt, func(i0, i1 int, buf []float64) {
+		if err := rd.decodeRows(t, raw, i0, i1, buf); err != nil {
+			derr = err
+			return
+		}
+		surgery.AddPrincipal(buf, rowsOf(f, i0, i1), scale)
+	})
+	if derr != nil {
+		return nil, derr
+	}
+	return out, err
+}

@@ -394,3 +394,23 @@ func quantError(x []float64, deq []float32, ref []float32) float64 {
 	}
 	return math.Sqrt(num / den)
 }
+
+// decodeRows dequantizes canonical rows i0..i1 (blocks run along a row).
+func (m *ggufModel) decodeRows(t Tensor, raw []byte, i0, i1 int, dst []float64) error {
+	ti, ok := m.f.Tensor(t.Name)
+	if !ok {
+		return fmt.Errorf("tensor %q not found", t.Name)
+	}
+	rs, err := ti.Type.RowSize(t.In)
+	if err != nil {
+		return fmt.Errorf("tensor %q: %w", t.Name, err)
+	}
+	tmp := make([]float32, len(dst))
+	if err := gguf.Dequantize(ti.Type, tmp, raw[i0*rs:i1*rs]); err != nil {
+		return fmt.Errorf("tensor %q: %w", t.Name, err)
+	}
+	for i, v := range tmp {
+		dst[i] = float64(v)
+	}
+	return nil
+}

@@ -266,3 +266,14 @@ func (m *stModel) rewriteShard(w io.Writer, shard string, newType map[string]str
 	}
 	return sw.Close()
 }
+
+// decodeRows decodes canonical rows i0..i1 of a weight stored as is.
+func (m *stModel) decodeRows(t Tensor, raw []byte, i0, i1 int, dst []float64) error {
+	k, ok := safetensors.DType(t.DType).Kind()
+	if !ok || t.Transposed {
+		return fmt.Errorf("tensor %q: cannot decode rows of %s", t.Name, t.DType)
+	}
+	sz := k.Size() * t.In
+	dtype.DecodeFloat64(k, dst, raw[i0*sz:i1*sz])
+	return nil
+}

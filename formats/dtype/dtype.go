@@ -217,6 +217,30 @@ func Decode(k Kind, dst []float32, src []byte) {
 	}
 }
 
+// DecodeFloat64 converts little-endian elements of kind k in src into
+// float64 values in dst (exactly: every F16, BF16 and F32 value is a
+// float64). len(src) must be len(dst)*k.Size().
+func DecodeFloat64(k Kind, dst []float64, src []byte) {
+	switch k {
+	case F32:
+		for i := range dst {
+			dst[i] = float64(math.Float32frombits(binary.LittleEndian.Uint32(src[4*i:])))
+		}
+	case F16:
+		for i := range dst {
+			dst[i] = float64(f16Table[binary.LittleEndian.Uint16(src[2*i:])])
+		}
+	case BF16:
+		for i := range dst {
+			dst[i] = float64(math.Float32frombits(uint32(binary.LittleEndian.Uint16(src[2*i:])) << 16))
+		}
+	case F64:
+		for i := range dst {
+			dst[i] = math.Float64frombits(binary.LittleEndian.Uint64(src[8*i:]))
+		}
+	}
+}
+
 // Encode rounds each float64 in src once to kind k and stores it
 // little-endian in dst. len(dst) must be len(src)*k.Size().
 func Encode(k Kind, dst []byte, src []float64) {

@@ -213,3 +213,20 @@ func TestEncodeMatchesScalar(t *testing.T) {
 		}
 	}
 }
+
+func TestDecodeFloat64(t *testing.T) {
+	vals := []float64{0, 1, -1.5, 3.140625, 1e-3, -65504, 0.1}
+	for _, k := range []Kind{F32, F16, BF16, F64} {
+		b := make([]byte, len(vals)*k.Size())
+		Encode(k, b, vals)
+		f32 := make([]float32, len(vals))
+		Decode(k, f32, b)
+		f64 := make([]float64, len(vals))
+		DecodeFloat64(k, f64, b)
+		for i := range vals {
+			if k != F64 && f64[i] != float64(f32[i]) || k == F64 && f64[i] != vals[i] {
+				t.Errorf("%v: DecodeFloat64 %v, Decode %v (value %v)", k, f64[i], f32[i], vals[i])
+			}
+		}
+	}
+}
