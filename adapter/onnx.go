@@ -143,22 +143,12 @@ func splitONNX(ctx context.Context, om *onnxModel, targets []Tensor, outDir stri
 	p := startPipeline(ctx, opts.Threads, len(targets), func(ctx context.Context, i int) (*result, error) {
 		t := targets[i]
 		start := time.Now()
-		w, err := om.Decode(t)
+		w, f, pass, err := decomposeOne(om, t, svd, opts.AllowNonFinite)
 		if err != nil {
-			return nil, wrapInput(fmt.Errorf("%s: %w", om.path, err))
+			return nil, err
 		}
-		f, err := surgery.Decompose(w, svd)
-		if err != nil {
-			if !isNonFinite(err) {
-				return nil, fmt.Errorf("%s: tensor %q: %w", om.path, t.Name, err)
-			}
-			if !opts.AllowNonFinite {
-				return nil, inputErr("%s: tensor %q: %v (use --allow-nonfinite to pass it through untouched)", om.path, t.Name, err)
-			}
-			r := svd.Rank
-			zero := &surgery.Factors{A: surgery.NewMatrix(r, t.In), S: make([]float32, r), B: surgery.NewMatrix(t.Out, r)}
-			return &result{factors: zero, report: TargetReport{Tensor: t.Name, Module: ModuleName(t.Name), DType: t.DType,
-				Out: t.Out, In: t.In, Method: "none", NonFinite: err.Error()}}, nil
+		if pass != nil {
+			return &result{factors: f, report: *pass}, nil
 		}
 		res := make([]float64, t.Out*t.In)
 		surgery.Residual(w, f, scale, res)

@@ -280,33 +280,46 @@ func targetRecord(t Tensor) Target {
 // splitOne decomposes one weight and encodes its residual.
 func splitOne(m model, t Tensor, dt string, opts surgery.Options, scale float64, allowNonFinite bool) (*splitResult, error) {
 	start := time.Now()
-	w, err := m.Decode(t)
+	w, f, pass, err := decomposeOne(m, t, opts, allowNonFinite)
 	if err != nil {
-		return nil, wrapInput(fmt.Errorf("%s: %w", m.Path(), err))
+		return nil, err
 	}
-	f, err := surgery.Decompose(w, opts)
-	if err != nil {
-		if !isNonFinite(err) {
-			return nil, fmt.Errorf("%s: tensor %q: %w", m.Path(), t.Name, err)
+	if pass != nil {
+		raw, err := m.Raw(t)
+		if err != nil {
+			return nil, err
 		}
-		if !allowNonFinite {
-			return nil, inputErr("%s: tensor %q: %v (use --allow-nonfinite to pass it through untouched)", m.Path(), t.Name, err)
-		}
-		raw, rerr := m.Raw(t)
-		if rerr != nil {
-			return nil, rerr
-		}
-		r := opts.Rank
-		zero := &surgery.Factors{A: surgery.NewMatrix(r, t.In), S: make([]float32, r), B: surgery.NewMatrix(t.Out, r)}
-		return &splitResult{residual: raw, factors: zero, report: TargetReport{Tensor: t.Name, Module: ModuleName(t.Name),
-			DType: t.DType, Out: t.Out, In: t.In, Method: "none", NonFinite: err.Error()}}, nil
+		return &splitResult{residual: raw, factors: f, report: *pass}, nil
 	}
 	enc, err := residualBytes(m, t, dt, w, f, scale)
 	if err != nil {
 		return nil, err
 	}
-	rep := targetReport(t, w, f, opts, scale, start)
-	return &splitResult{residual: enc, factors: f, report: rep}, nil
+	return &splitResult{residual: enc, factors: f, report: targetReport(t, w, f, opts, scale, start)}, nil
+}
+
+// decomposeOne decodes t and finds its top-r factors. A weight holding NaN
+// or Inf is refused, or, with allowNonFinite, given zero factors and a
+// report saying so (pass != nil): the caller leaves it as stored.
+func decomposeOne(m model, t Tensor, opts surgery.Options, allowNonFinite bool) (w *surgery.Matrix, f *surgery.Factors, pass *TargetReport, err error) {
+	w, err = m.Decode(t)
+	if err != nil {
+		return nil, nil, nil, wrapInput(fmt.Errorf("%s: %w", m.Path(), err))
+	}
+	f, err = surgery.Decompose(w, opts)
+	if err == nil {
+		return w, f, nil, nil
+	}
+	if !isNonFinite(err) {
+		return nil, nil, nil, fmt.Errorf("%s: tensor %q: %w", m.Path(), t.Name, err)
+	}
+	if !allowNonFinite {
+		return nil, nil, nil, inputErr("%s: tensor %q: %v (use --allow-nonfinite to pass it through untouched)", m.Path(), t.Name, err)
+	}
+	r := opts.Rank
+	zero := &surgery.Factors{A: surgery.NewMatrix(r, t.In), S: make([]float32, r), B: surgery.NewMatrix(t.Out, r)}
+	return nil, zero, &TargetReport{Tensor: t.Name, Module: ModuleName(t.Name), DType: t.DType,
+		Out: t.Out, In: t.In, Method: "none", NonFinite: err.Error()}, nil
 }
 
 // wrapInput marks file-system and format errors as input errors.
