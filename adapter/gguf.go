@@ -5,6 +5,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/sorsa-convert/sorsa-convert/formats/dtype"
@@ -97,9 +98,7 @@ func (m *ggufModel) Encode(t Tensor, dt string, canon []float64) ([]byte, error)
 	if !ok {
 		return nil, fmt.Errorf("tensor %q: unknown ggml type %q", t.Name, dt)
 	}
-	switch typ {
-	case gguf.F32, gguf.F16, gguf.BF16:
-		k := map[gguf.Type]dtype.Kind{gguf.F32: dtype.F32, gguf.F16: dtype.F16, gguf.BF16: dtype.BF16}[typ]
+	if k, ok := ggufKind(typ); ok {
 		out := make([]byte, len(canon)*k.Size())
 		dtype.Encode(k, out, canon)
 		return out, nil
@@ -120,6 +119,19 @@ func (m *ggufModel) Encode(t Tensor, dt string, canon []float64) ([]byte, error)
 		return nil, fmt.Errorf("tensor %q: %w", t.Name, err)
 	}
 	return out, nil
+}
+
+// ggufKind returns the element codec of a plain float ggml type.
+func ggufKind(t gguf.Type) (dtype.Kind, bool) {
+	switch t {
+	case gguf.F32:
+		return dtype.F32, true
+	case gguf.F16:
+		return dtype.F16, true
+	case gguf.BF16:
+		return dtype.BF16, true
+	}
+	return 0, false
 }
 
 // parseGGMLType maps a type name in any case (q4_k, Q4_K, f16) to its id.
@@ -203,14 +215,7 @@ func writeGGUF(tx *outputs, m *ggufModel, path string, newType map[string]string
 	if err := m.rewrite(f, newType, repl); err != nil {
 		return nil, "", fmt.Errorf("writing %s: %w", path, err)
 	}
-	return []FileHash{{Path: baseName(path), SHA256: f.sumSoFar()}}, path, nil
-}
-
-func baseName(p string) string {
-	if i := strings.LastIndexAny(p, `/\`); i >= 0 {
-		return p[i+1:]
-	}
-	return p
+	return []FileHash{{Path: filepath.Base(path), SHA256: f.sumSoFar()}}, path, nil
 }
 
 // loraWriter writes OUT/lora.gguf, a llama.cpp LoRA adapter: general.type

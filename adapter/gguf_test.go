@@ -88,7 +88,7 @@ func TestGGUFSplitMergeRoundTrip(t *testing.T) {
 					continue
 				}
 				wr, _ := ggufValues(t, res, ti.Name)
-				k := map[gguf.Type]dtype.Kind{gguf.F32: dtype.F32, gguf.F16: dtype.F16}[ti.Type]
+				k, _ := ggufKind(ti.Type)
 				for i := range got {
 					if d := math.Abs(got[i] - w[i]); d > dtype.Ulp(k, wr[i])+dtype.Ulp(k, w[i]) {
 						t.Fatalf("%s[%d]: merged %g, original %g", ti.Name, i, got[i], w[i])

@@ -292,13 +292,8 @@ func residualKind(m model, t Tensor) (dtype.Kind, bool) {
 	case "onnx":
 		return onnxKind(t.DType)
 	case "gguf":
-		switch t.DType {
-		case "F32":
-			return dtype.F32, true
-		case "F16":
-			return dtype.F16, true
-		case "BF16":
-			return dtype.BF16, true
+		if typ, ok := parseGGMLType(t.DType); ok {
+			return ggufKind(typ)
 		}
 	}
 	return 0, false

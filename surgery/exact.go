@@ -268,8 +268,7 @@ func (lz *lanczos) orthBlock(x []float32, rows int, basis []float32, j int, coef
 	if coef != nil {
 		clear(coef)
 	}
-	var before []float64 // column norms before projection
-	before = colNorms(x, rows, b)
+	before := colNorms(x, rows, b) // column norms before projection
 	for pass := 0; pass < 2 && j > 0; pass++ {
 		gemm32(true, j, b, rows, 1, basis, d, x, b, c, b, false)
 		gemm32(false, rows, b, j, -1, basis, d, c, b, x, b, true)

@@ -194,13 +194,6 @@ func smallSVD(x []float64, rows, l, keep int, ws *orthWorkspace, rng *rand.Rand)
 	return left, sv[:keep], y, nil
 }
 
-// widen returns x as float64.
-func widen(x []float32) []float64 {
-	out := make([]float64, len(x))
-	widenInto(out, x)
-	return out
-}
-
 // widenInto writes x to dst as float64, in parallel for long slices.
 func widenInto(dst []float64, x []float32) {
 	parallelFor(len(x), convertChunk, func(lo, hi int) {
