@@ -37,24 +37,38 @@ func F16FromFloat32(f float32) uint16 { return uint16(float16.Fromfloat32(f)) }
 // rounding boundary (every boundary is a float32): only when float32(x)
 // lands exactly on one does the direction come from comparing x with it.
 func F16FromFloat64(x float64) uint16 {
-	f := float32(x)
-	b := math.Float32bits(f)
-	e := b >> 23 & 0xff
-	if e < 113 || e > 142 { // binary16 subnormal, overflow, Inf, NaN: the general path
-		return narrow(x, 5, 10, 0x7e00)
-	}
-	h := uint16(b>>16)&0x8000 | uint16(e-112)<<10 | uint16(b>>13&0x3ff)
-	rem := b & 0x1fff
-	if rem == 0x1000 && float64(f) != x { // rare: float32 landed on a boundary
-		if roundAway(x, f, h) {
-			h++
-		}
+	if h, ok := f16Fast(x); ok {
 		return h
 	}
-	// Nearest, ties to even, without a data-dependent branch (weights make
-	// it unpredictable): the carry out of rem + 0xfff + odd is the round-up
-	// bit. A carry into the exponent is the next value; past 65504 it is Inf.
-	return h + uint16((rem+0xfff+uint32(h&1))>>13)
+	f := float32(x)
+	b := math.Float32bits(f)
+	if e := b >> 23 & 0xff; e < 113 || e > 142 { // binary16 subnormal, overflow, Inf, NaN
+		return narrow(x, 5, 10, 0x7e00)
+	}
+	// float32 landed exactly on a rounding boundary: x decides.
+	h := uint16(b>>16)&0x8000 | uint16((b>>23&0xff)-112)<<10 | uint16(b>>13&0x3ff)
+	if roundAway(x, f, h) {
+		h++
+	}
+	return h
+}
+
+// f16Fast is the common case of F16FromFloat64, small enough to inline into
+// Encode's loop: a normal binary16 result from a float32 that is not on a
+// rounding boundary, rounded to nearest even without a data-dependent branch
+// (weights make it unpredictable): the carry out of rem + 0xfff + odd is the
+// round-up bit, and a carry into the exponent is the next value (past 65504,
+// Inf). ok is false for everything else.
+func f16Fast(x float64) (h uint16, ok bool) {
+	f := float32(x)
+	b := math.Float32bits(f)
+	rem := b & 0x1fff
+	if (b>>23&0xff)-113 > 29 || rem == 0x1000 && float64(f) != x {
+		return 0, false
+	}
+	// Rebias the exponent (127 → 15) in the float32's top 19 bits.
+	h = uint16(b>>16)&0x8000 | uint16(b>>13&0x3ffff-112<<10)
+	return h + uint16((rem+0xfff+uint32(h&1))>>13), true
 }
 
 // roundAway decides a float32 value that sits exactly halfway between two
@@ -89,20 +103,30 @@ func BF16FromFloat32(f float32) uint16 {
 // BF16FromFloat64 rounds a float64 to the nearest bfloat16 (ties to even)
 // with a single rounding, through float32 as F16FromFloat64 does.
 func BF16FromFloat64(x float64) uint16 {
-	f := float32(x)
-	b := math.Float32bits(f)
-	if b&0x7f800000 == 0x7f800000 { // Inf or NaN (also from overflow): the general path
-		return narrow(x, 8, 7, 0x7fc0)
-	}
-	h := uint16(b >> 16)
-	rem := b & 0xffff
-	if rem == 0x8000 && float64(f) != x {
-		if roundAway(x, f, h) {
-			h++
-		}
+	if h, ok := bf16Fast(x); ok {
 		return h
 	}
-	return h + uint16((rem+0x7fff+uint32(h&1))>>16)
+	f := float32(x)
+	b := math.Float32bits(f)
+	if b&0x7f800000 == 0x7f800000 { // Inf or NaN (also from overflow)
+		return narrow(x, 8, 7, 0x7fc0)
+	}
+	h := uint16(b >> 16) // on a rounding boundary: x decides
+	if roundAway(x, f, h) {
+		h++
+	}
+	return h
+}
+
+// bf16Fast is BF16FromFloat64's common case, as f16Fast is F16FromFloat64's.
+func bf16Fast(x float64) (h uint16, ok bool) {
+	f := float32(x)
+	b := math.Float32bits(f)
+	rem := b & 0xffff
+	if b&0x7f800000 == 0x7f800000 || rem == 0x8000 && float64(f) != x {
+		return 0, false
+	}
+	return uint16(b>>16) + uint16((rem+0x7fff+(b>>16&1))>>16), true
 }
 
 // narrow rounds x once, to nearest with ties to even, to a 16-bit binary
@@ -252,16 +276,8 @@ func Encode(k Kind, dst []byte, src []float64) {
 	case F16:
 		dst = dst[:2*len(src)]
 		for i, x := range src {
-			// F16FromFloat64's fast path, inlined: the loop is the hot spot
-			// of every split and merge of a half-precision model.
-			f := float32(x)
-			b := math.Float32bits(f)
-			rem := b & 0x1fff
-			var h uint16
-			if e := b >> 23 & 0xff; e-113 <= 29 && (rem != 0x1000 || float64(f) == x) {
-				h = uint16(b>>16)&0x8000 | uint16(e-112)<<10 | uint16(b>>13&0x3ff)
-				h += uint16((rem + 0xfff + uint32(h&1)) >> 13)
-			} else {
+			h, ok := f16Fast(x) // inlined: the hot loop of every half-precision split and merge
+			if !ok {
 				h = F16FromFloat64(x)
 			}
 			binary.LittleEndian.PutUint16(dst[2*i:], h)
@@ -269,13 +285,8 @@ func Encode(k Kind, dst []byte, src []float64) {
 	case BF16:
 		dst = dst[:2*len(src)]
 		for i, x := range src {
-			f := float32(x)
-			b := math.Float32bits(f)
-			rem := b & 0xffff
-			var h uint16
-			if b&0x7f800000 != 0x7f800000 && (rem != 0x8000 || float64(f) == x) {
-				h = uint16(b>>16) + uint16((rem+0x7fff+(b>>16&1))>>16)
-			} else {
+			h, ok := bf16Fast(x)
+			if !ok {
 				h = BF16FromFloat64(x)
 			}
 			binary.LittleEndian.PutUint16(dst[2*i:], h)
