@@ -228,29 +228,7 @@ func TestBrokenInputs(t *testing.T) {
 		if err := os.WriteFile(path, c.data, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		out := filepath.Join(dir, "out-"+c.name)
-		for _, args := range [][]string{{"split", path, "-r", "2", "-o", out}, {"inspect", path}} {
-			r := runCLI(t, args...)
-			msg := strings.TrimRight(r.stderr, "\n")
-			switch {
-			case r.code != exitBadUse:
-				t.Errorf("%s %s: exit %d, want 2 (stderr %q)", args[0], c.name, r.code, r.stderr)
-			case strings.Contains(r.stderr, "panic") || strings.Contains(r.stderr, "goroutine "):
-				t.Errorf("%s %s: panic: %s", args[0], c.name, r.stderr)
-			case strings.Contains(msg, "\n") || msg == "":
-				t.Errorf("%s %s: error is not one line: %q", args[0], c.name, r.stderr)
-			case !strings.Contains(msg, c.name):
-				t.Errorf("%s %s: error does not name the file: %q", args[0], c.name, msg)
-			case r.maxRSS > maxRSS:
-				t.Errorf("%s %s: peak memory %d MiB", args[0], c.name, r.maxRSS>>20)
-			}
-		}
-		if _, err := os.Stat(out); !os.IsNotExist(err) {
-			t.Errorf("%s: output left behind", c.name)
-		}
-		if after, _ := os.ReadFile(path); !bytes.Equal(after, c.data) {
-			t.Errorf("%s: input modified", c.name)
-		}
+		checkDamaged(t, c.name, path, true)
 	}
 }
 
@@ -472,27 +450,35 @@ func TestBrokenONNX(t *testing.T) {
 	}
 }
 
-// checkDamaged splits a damaged file: it must exit 0 (a damage that left a
-// valid file; not when mustErr) or 2 with a one-line error naming the file,
-// never panic, keep memory bounded and leave no output on failure.
+// checkDamaged runs split and inspect on a damaged file: each must exit 0
+// (a damage that left a valid file; not when mustErr) or 2 with a one-line
+// error naming the file, never panic and keep memory bounded; a failed split
+// leaves no output, and the input is never modified.
 func checkDamaged(t *testing.T, name, path string, mustErr bool) {
 	t.Helper()
+	before, _ := os.ReadFile(path)
 	out := path + ".out"
-	r := runCLI(t, "split", path, "-r", "2", "-o", out)
-	msg := strings.TrimRight(r.stderr, "\n")
-	switch {
-	case strings.Contains(r.stderr, "panic") || strings.Contains(r.stderr, "goroutine "):
-		t.Errorf("%s: panic: %s", name, r.stderr)
-	case r.code == 0 && mustErr:
-		t.Errorf("%s: accepted", name)
-	case r.code != 0 && r.code != exitBadUse:
-		t.Errorf("%s: exit %d (%q)", name, r.code, msg)
-	case r.code != 0 && (strings.Contains(msg, "\n") || !strings.Contains(msg, name)):
-		t.Errorf("%s: error is not one line naming the file: %q", name, msg)
-	case r.maxRSS > maxRSS:
-		t.Errorf("%s: peak memory %d MiB", name, r.maxRSS>>20)
+	for _, args := range [][]string{{"split", path, "-r", "2", "-o", out}, {"inspect", path}} {
+		r := runCLI(t, args...)
+		msg := strings.TrimRight(r.stderr, "\n")
+		what := args[0] + " " + name
+		switch {
+		case strings.Contains(r.stderr, "panic") || strings.Contains(r.stderr, "goroutine "):
+			t.Errorf("%s: panic: %s", what, r.stderr)
+		case r.code == 0 && mustErr:
+			t.Errorf("%s: accepted", what)
+		case r.code != 0 && r.code != exitBadUse:
+			t.Errorf("%s: exit %d (%q)", what, r.code, msg)
+		case r.code != 0 && (strings.Contains(msg, "\n") || !strings.Contains(msg, name)):
+			t.Errorf("%s: error is not one line naming the file: %q", what, msg)
+		case r.maxRSS > maxRSS:
+			t.Errorf("%s: peak memory %d MiB", what, r.maxRSS>>20)
+		}
+		if _, err := os.Stat(out); args[0] == "split" && r.code != 0 && !os.IsNotExist(err) {
+			t.Errorf("%s: output left behind", what)
+		}
 	}
-	if _, err := os.Stat(out); r.code != 0 && !os.IsNotExist(err) {
-		t.Errorf("%s: output left behind", name)
+	if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
+		t.Errorf("%s: input modified", name)
 	}
 }
