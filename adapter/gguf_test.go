@@ -71,6 +71,11 @@ func TestGGUFSplitMergeRoundTrip(t *testing.T) {
 			}
 			f, _ := gguf.Open(src)
 			defer f.Close()
+			mf, err := gguf.Open(merged)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer mf.Close()
 			for _, ti := range f.Tensors {
 				w, _ := ggufValues(t, src, ti.Name)
 				got, mi := ggufValues(t, merged, ti.Name)
@@ -79,9 +84,7 @@ func TestGGUFSplitMergeRoundTrip(t *testing.T) {
 				}
 				if !targeted[ti.Name] {
 					a, _ := f.ReadTensor(ti.Name)
-					mf, _ := gguf.Open(merged)
 					b, _ := mf.ReadTensor(ti.Name)
-					mf.Close()
 					if !bytes.Equal(a, b) {
 						t.Errorf("%s: untargeted tensor changed", ti.Name)
 					}
