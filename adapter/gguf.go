@@ -213,7 +213,7 @@ func writeGGUF(tx *outputs, m *ggufModel, path string, newType map[string]string
 		return nil, "", err
 	}
 	if err := m.rewrite(f, newType, repl); err != nil {
-		return nil, "", fmt.Errorf("writing %s: %w", path, err)
+		return nil, "", writeErr(path, err)
 	}
 	return []FileHash{{Path: filepath.Base(path), SHA256: f.sumSoFar()}}, path, nil
 }

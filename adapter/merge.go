@@ -233,7 +233,7 @@ func writeMerged(tx *outputs, m model, out string, newType map[string]string, re
 				return err
 			}
 			if err := mm.rewriteShard(f, mm.shards[0], newType, repl); err != nil {
-				return fmt.Errorf("writing %s: %w", out, err)
+				return writeErr(out, err)
 			}
 			return nil
 		}

@@ -1,8 +1,10 @@
 package adapter
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"hash"
 	"io"
@@ -277,3 +279,13 @@ func (d *fullDisk) Write(p []byte) (int, error) {
 var simulateFullDisk int64
 
 func newOutputs() *outputs { return &outputs{failAfter: simulateFullDisk} }
+
+// writeErr names the output file in an error from writing it, unless the
+// error is about the input (a bad tensor met while computing what to
+// write), which already names the input file.
+func writeErr(path string, err error) error {
+	if errors.Is(err, ErrInput) || errors.Is(err, context.Canceled) {
+		return err
+	}
+	return fmt.Errorf("writing %s: %w", path, err)
+}

@@ -403,7 +403,7 @@ func writeSafetensors(tx *outputs, m *stModel, outDir, stem string, newType map[
 			return nil, "", err
 		}
 		if err := m.rewriteShard(f, s, newType, repl); err != nil {
-			return nil, "", fmt.Errorf("writing %s: %w", path, err)
+			return nil, "", writeErr(path, err)
 		}
 		written = append(written, f)
 		files = append(files, FileHash{Path: filepath.Base(path)})
