@@ -169,7 +169,8 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// Write writes the config as indented JSON to dir/adapter_config.json.
+// marshal encodes the config as indented JSON, as written to
+// adapter_config.json.
 func (c *Config) marshal() ([]byte, error) {
 	b, err := json.MarshalIndent(c, "", "  ")
 	if err != nil {

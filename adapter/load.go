@@ -2,7 +2,6 @@ package adapter
 
 import (
 	"encoding/json"
-	"fmt"
 	"io"
 	"math"
 	"os"
@@ -269,11 +268,6 @@ func nonEmpty(s, def string) string {
 		return def
 	}
 	return s
-}
-
-// String describes the adapter in one line.
-func (l *Loaded) String() string {
-	return fmt.Sprintf("%s adapter with %d modules", l.Kind, len(l.Modules))
 }
 
 // isGGUF reports whether the file starts with the GGUF magic.
