@@ -5,6 +5,7 @@ import (
 	"context"
 	"math"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -217,7 +218,7 @@ func TestGGUFMergeLoRA(t *testing.T) {
 	if d > 1e-4 {
 		t.Errorf("merged vs base+LoRA: probabilities differ by %g", d)
 	}
-	if sameTokens(res[0].Tokens, res[2].Tokens) {
+	if slices.Equal(res[0].Tokens, res[2].Tokens) {
 		t.Error("the LoRA does not change the base's tokens: the check proves nothing")
 	}
 }

@@ -3,6 +3,7 @@ package adapter
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -104,29 +105,10 @@ func maxProbDiff(a, b llamaResult) float64 {
 			break
 		}
 		for i := range a.Probs[s] {
-			d = max(d, abs(a.Probs[s][i]-b.Probs[s][i]))
+			d = max(d, math.Abs(a.Probs[s][i]-b.Probs[s][i]))
 		}
 	}
 	return d
-}
-
-func abs(x float64) float64 {
-	if x < 0 {
-		return -x
-	}
-	return x
-}
-
-func sameTokens(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // agreeGreedy compares a run with the original's, step by step, until the
@@ -142,7 +124,7 @@ func agreeGreedy(orig, got llamaResult, tol float64) (steps int, diff float64, p
 			return s, diff, "run stopped early"
 		}
 		for i := range orig.Probs[s] {
-			diff = max(diff, abs(orig.Probs[s][i]-got.Probs[s][i]))
+			diff = max(diff, math.Abs(orig.Probs[s][i]-got.Probs[s][i]))
 		}
 		if orig.Tokens[s] != got.Tokens[s] {
 			p := append([]float64(nil), orig.Probs[s]...)

