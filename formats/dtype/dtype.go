@@ -227,8 +227,11 @@ func Decode(k Kind, dst []float32, src []byte) {
 			dst[i] = math.Float32frombits(binary.LittleEndian.Uint32(src[4*i:]))
 		}
 	case F16:
-		for i := range dst {
-			dst[i] = F16ToFloat32(binary.LittleEndian.Uint16(src[2*i:]))
+		for i := 0; i < len(dst); {
+			i += vector(decF16F32, dst[i:], src[2*i:])
+			for end := min(i+8, len(dst)); i < end; i++ {
+				dst[i] = F16ToFloat32(binary.LittleEndian.Uint16(src[2*i:]))
+			}
 		}
 	case BF16:
 		for i := range dst {
@@ -251,12 +254,18 @@ func DecodeFloat64(k Kind, dst []float64, src []byte) {
 			dst[i] = float64(math.Float32frombits(binary.LittleEndian.Uint32(src[4*i:])))
 		}
 	case F16:
-		for i := range dst {
-			dst[i] = float64(f16Table[binary.LittleEndian.Uint16(src[2*i:])])
+		for i := 0; i < len(dst); {
+			i += vector(decF16, dst[i:], src[2*i:])
+			for end := min(i+8, len(dst)); i < end; i++ {
+				dst[i] = float64(f16Table[binary.LittleEndian.Uint16(src[2*i:])])
+			}
 		}
 	case BF16:
-		for i := range dst {
-			dst[i] = float64(math.Float32frombits(uint32(binary.LittleEndian.Uint16(src[2*i:])) << 16))
+		for i := 0; i < len(dst); {
+			i += vector(decBF16, dst[i:], src[2*i:])
+			for end := min(i+8, len(dst)); i < end; i++ {
+				dst[i] = float64(math.Float32frombits(uint32(binary.LittleEndian.Uint16(src[2*i:])) << 16))
+			}
 		}
 	case F64:
 		for i := range dst {
@@ -275,27 +284,46 @@ func Encode(k Kind, dst []byte, src []float64) {
 		}
 	case F16:
 		dst = dst[:2*len(src)]
-		for i, x := range src {
-			h, ok := f16Fast(x) // inlined: the hot loop of every half-precision split and merge
-			if !ok {
-				h = F16FromFloat64(x)
+		for i := 0; i < len(src); {
+			// The vector code does whole groups of 8 up to a NaN; the scalar
+			// loop does the next 8 (or the tail) and hands back.
+			i += vector(encF16, dst[2*i:], src[i:])
+			for end := min(i+8, len(src)); i < end; i++ {
+				h, ok := f16Fast(src[i]) // inlined
+				if !ok {
+					h = F16FromFloat64(src[i])
+				}
+				binary.LittleEndian.PutUint16(dst[2*i:], h)
 			}
-			binary.LittleEndian.PutUint16(dst[2*i:], h)
 		}
 	case BF16:
 		dst = dst[:2*len(src)]
-		for i, x := range src {
-			h, ok := bf16Fast(x)
-			if !ok {
-				h = BF16FromFloat64(x)
+		for i := 0; i < len(src); {
+			i += vector(encBF16, dst[2*i:], src[i:])
+			for end := min(i+8, len(src)); i < end; i++ {
+				h, ok := bf16Fast(src[i])
+				if !ok {
+					h = BF16FromFloat64(src[i])
+				}
+				binary.LittleEndian.PutUint16(dst[2*i:], h)
 			}
-			binary.LittleEndian.PutUint16(dst[2*i:], h)
 		}
 	case F64:
 		for i, x := range src {
 			binary.LittleEndian.PutUint64(dst[8*i:], math.Float64bits(x))
 		}
 	}
+}
+
+// vector runs one of the vector codecs (simd_amd64.s) on the whole groups
+// of 8 that dst and src both hold, when the CPU has them, and returns how
+// many elements it converted (0 without them).
+func vector[D, S any](fn func(dst *D, src *S, n int) int, dst []D, src []S) int {
+	n := min(len(dst), len(src)) &^ 7
+	if !haveSIMD || n == 0 {
+		return 0
+	}
+	return fn(&dst[0], &src[0], n)
 }
 
 // Ulp returns the spacing of kind k's representable values at |x|: the

@@ -184,9 +184,9 @@ func TestFastPathsMatchNarrow(t *testing.T) {
 	}
 }
 
-// TestEncodeMatchesScalar: Encode's inlined loops give the same bits as the
-// scalar conversions, on random values and on values a hair off rounding
-// boundaries.
+// TestEncodeMatchesScalar: Encode's loops (vector code where the CPU has
+// it) give the same bits as the scalar conversions, on random values, on
+// values a hair off rounding boundaries and on every special case.
 func TestEncodeMatchesScalar(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
 	var xs []float64
@@ -199,6 +199,23 @@ func TestEncodeMatchesScalar(t *testing.T) {
 			xs = append(xs, v, math.Nextafter(v, 0), math.Nextafter(v, math.Inf(1)), -v)
 		}
 	}
+	// The edges of the vector path's round-to-odd: binary16 subnormal
+	// midpoints, the overflow threshold, float32 subnormals and overflow,
+	// values below every subnormal, NaNs with every kind of payload.
+	for h := uint16(0); h < 0x400; h++ {
+		mid := (float64(F16ToFloat32(h)) + float64(F16ToFloat32(h+1))) / 2
+		xs = append(xs, mid, math.Nextafter(mid, 0), math.Nextafter(mid, 1), -mid)
+	}
+	for _, v := range []float64{65504, 65519.99, 65520, 65520.01, 1e5, math.MaxFloat32, 3.5e38, 1e300,
+		0x1p-24, 0x1p-25, 0x1p-26, 0x1.8p-25, 0x1p-126, 0x1p-130, 0x1p-149, 0x1p-150, 0x1p-160, 0x1p-1074,
+		0x1.0101p-133, math.Inf(1), math.NaN(), math.Float64frombits(0x7ff4000000000000), math.Float64frombits(0xfff8000000000123)} {
+		for _, x := range []float64{v, -v, math.Nextafter(v, 0), math.Nextafter(v, math.Inf(1))} {
+			xs = append(xs, x)
+		}
+	}
+	for len(xs)%8 != 3 { // a tail the vector loop leaves to the scalar one
+		xs = append(xs, 1)
+	}
 	for _, k := range []Kind{F16, BF16} {
 		b := make([]byte, 2*len(xs))
 		Encode(k, b, xs)
@@ -207,7 +224,7 @@ func TestEncodeMatchesScalar(t *testing.T) {
 			if k == BF16 {
 				want = BF16FromFloat64(x)
 			}
-			if got := uint16(b[2*i]) | uint16(b[2*i+1])<<8; got != want && !math.IsNaN(x) {
+			if got := uint16(b[2*i]) | uint16(b[2*i+1])<<8; got != want {
 				t.Fatalf("%v: Encode(%v) = %#04x, scalar %#04x", k, x, got, want)
 			}
 		}
@@ -226,6 +243,36 @@ func TestDecodeFloat64(t *testing.T) {
 		for i := range vals {
 			if k != F64 && f64[i] != float64(f32[i]) || k == F64 && f64[i] != vals[i] {
 				t.Errorf("%v: DecodeFloat64 %v, Decode %v (value %v)", k, f64[i], f32[i], vals[i])
+			}
+		}
+	}
+}
+
+// TestDecodeEveryCode: the decoders (vector code where the CPU has it) give
+// the scalar conversion's bits for every 16-bit code, NaNs included.
+func TestDecodeEveryCode(t *testing.T) {
+	src := make([]byte, 2*0x10000+6) // a tail of 3 for the scalar loop
+	for h := 0; h < 0x10000; h++ {
+		src[2*h], src[2*h+1] = byte(h), byte(h>>8)
+	}
+	n := len(src) / 2
+	for _, k := range []Kind{F16, BF16} {
+		scalar := F16ToFloat32
+		if k == BF16 {
+			scalar = BF16ToFloat32
+		}
+		d64 := make([]float64, n)
+		d32 := make([]float32, n)
+		DecodeFloat64(k, d64, src)
+		Decode(k, d32, src)
+		for i := range n {
+			h := uint16(src[2*i]) | uint16(src[2*i+1])<<8
+			want := scalar(h)
+			if math.Float64bits(d64[i]) != math.Float64bits(float64(want)) {
+				t.Fatalf("%v: DecodeFloat64(%#04x) = %#x, want %#x", k, h, math.Float64bits(d64[i]), math.Float64bits(float64(want)))
+			}
+			if math.Float32bits(d32[i]) != math.Float32bits(want) {
+				t.Fatalf("%v: Decode(%#04x) = %#x, want %#x", k, h, math.Float32bits(d32[i]), math.Float32bits(want))
 			}
 		}
 	}
