@@ -1,6 +1,15 @@
 package adapter
 
-import "github.com/sorsa-convert/sorsa-convert/surgery"
+import (
+	"fmt"
+	"io"
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	"github.com/sorsa-convert/sorsa-convert/formats/dtype"
+	"github.com/sorsa-convert/sorsa-convert/surgery"
+)
 
 // chunkElems bounds the float64 working buffer of a residual or merge:
 // weights are processed in blocks of whole rows, so memory per matrix stays
@@ -8,14 +17,16 @@ import "github.com/sorsa-convert/sorsa-convert/surgery"
 var chunkElems = 1 << 21
 
 // rowBlocks calls fn for consecutive blocks of whole rows of t (out × in),
-// each with a float64 buffer of the block's size. A weight stored
-// transposed is done in one block (its stored rows are canonical columns).
-func rowBlocks(t Tensor, fn func(i0, i1 int, buf []float64) error) error {
+// each with a float64 buffer of the block's size. Blocks start at multiples
+// of align rows. A weight stored transposed is done in one block (its
+// stored rows are canonical columns).
+func rowBlocks(t Tensor, align int, fn func(i0, i1 int, buf []float64) error) error {
 	per := t.Out
 	if !t.Transposed {
 		per = max(1, min(t.Out, chunkElems/max(1, t.In)))
+		per = max(align, per/align*align)
 	}
-	buf := make([]float64, per*t.In)
+	buf := make([]float64, min(per, t.Out)*t.In)
 	for i0 := 0; i0 < t.Out; i0 += per {
 		i1 := min(i0+per, t.Out)
 		if err := fn(i0, i1, buf[:(i1-i0)*t.In]); err != nil {
@@ -23,12 +34,6 @@ func rowBlocks(t Tensor, fn func(i0, i1 int, buf []float64) error) error {
 		}
 	}
 	return nil
-}
-
-// rowsOf returns the factors restricted to rows i0..i1 of B (a view).
-func rowsOf(f *surgery.Factors, i0, i1 int) *surgery.Factors {
-	r := f.Rank()
-	return &surgery.Factors{A: f.A, S: f.S, B: &surgery.Matrix{Rows: i1 - i0, Cols: r, Data: f.B.Data[i0*r : i1*r]}}
 }
 
 // encodeRows encodes canonical rows i0..i1 of t. Rows are independent in
@@ -43,31 +48,82 @@ func encodeRows(m model, t Tensor, dt string, i0, i1 int, vals []float64) ([]byt
 	return m.Encode(part, dt, vals)
 }
 
-// residualBytes computes W − scale·B·diag(S)·A in float64, block by block,
-// and encodes it once in dt (t's own type when empty).
+// elementCodec is implemented by models whose weights can be stored
+// element by element (F32, F16, BF16): a rectangle of such a weight decodes
+// and encodes where it lies, without its neighbours, which lets a merge or
+// a residual run tile by tile in the processor's cache (see tiled).
+type elementCodec interface {
+	// elementKinds returns t's stored kind and the kind its new values
+	// take in dt (t's own when dt is ""); ok is false when either is not
+	// an element type or t is stored transposed.
+	elementKinds(t Tensor, dt string) (in, out dtype.Kind, ok bool)
+	// section reads t's stored bytes.
+	section(t Tensor) (io.ReaderAt, error)
+}
+
+// residualBytes computes W − scale·B·diag(S)·A in float64 and encodes it
+// once in dt (t's own type when empty).
 func residualBytes(m model, t Tensor, dt string, w *surgery.Matrix, f *surgery.Factors, scale float64) ([]byte, error) {
-	return encodeBlocks(m, t, dt, func(i0, i1 int, buf []float64) {
-		sw := &surgery.Matrix{Rows: i1 - i0, Cols: t.In, Data: w.Data[i0*t.In : i1*t.In]}
-		surgery.Residual(sw, rowsOf(f, i0, i1), scale, buf)
+	p := surgery.NewPrincipal(f, -scale)
+	if ec, ok := m.(elementCodec); ok {
+		if _, out, ok := ec.elementKinds(t, dt); ok {
+			return tiled(t, out, p, func() tileSource { return matrixSource{w} })
+		}
+	}
+	return encodeBlocks(m, t, dt, p, func(i0, i1 int, buf []float64) error {
+		for i, v := range w.Data[i0*t.In : i1*t.In] {
+			buf[i] = float64(v)
+		}
+		return nil
 	})
 }
 
-// mergedBytes computes W_r + scale·B·diag(S)·A in float64, block by block,
-// and encodes it once in dt (t's own type when empty).
-func mergedBytes(m model, t Tensor, dt string, wr *surgery.Matrix, f *surgery.Factors, scale float64) ([]byte, error) {
-	return encodeBlocks(m, t, dt, func(i0, i1 int, buf []float64) {
+// mergedBytes computes W_r + scale·B·diag(S)·A in float64 and encodes it
+// once in dt (t's own type when empty), decoding W_r from the residual
+// model as it goes: tile by tile for element types, block by block of rows
+// for the others, whole for a weight stored transposed.
+func mergedBytes(m model, t Tensor, dt string, f *surgery.Factors, scale float64) ([]byte, error) {
+	p := surgery.NewPrincipal(f, scale)
+	if ec, ok := m.(elementCodec); ok {
+		if in, out, ok := ec.elementKinds(t, dt); ok {
+			src, err := ec.section(t)
+			if err != nil {
+				return nil, err
+			}
+			return tiled(t, out, p, func() tileSource { return &readerSource{r: src, kind: in, cols: t.In} })
+		}
+	}
+	if rd, ok := m.(rowDecoder); ok && !t.Transposed {
+		raw, err := m.Raw(t)
+		if err != nil {
+			return nil, err
+		}
+		return encodeBlocks(m, t, dt, p, func(i0, i1 int, buf []float64) error {
+			return rd.decodeRows(t, raw, i0, i1, buf)
+		})
+	}
+	wr, err := m.Decode(t)
+	if err != nil {
+		return nil, err
+	}
+	return encodeBlocks(m, t, dt, p, func(i0, i1 int, buf []float64) error {
 		for i, v := range wr.Data[i0*t.In : i1*t.In] {
 			buf[i] = float64(v)
 		}
-		surgery.AddPrincipal(buf, rowsOf(f, i0, i1), scale)
+		return nil
 	})
 }
 
-// encodeBlocks fills each block of rows with fill and appends its encoding.
-func encodeBlocks(m model, t Tensor, dt string, fill func(i0, i1 int, buf []float64)) ([]byte, error) {
+// encodeBlocks fills each block of rows with fill, adds p's block and
+// appends the block's encoding.
+func encodeBlocks(m model, t Tensor, dt string, p *surgery.Principal, fill func(i0, i1 int, buf []float64) error) ([]byte, error) {
 	var out []byte
-	err := rowBlocks(t, func(i0, i1 int, buf []float64) error {
-		fill(i0, i1, buf)
+	align, _ := p.BlockShape()
+	err := rowBlocks(t, align, func(i0, i1 int, buf []float64) error {
+		if err := fill(i0, i1, buf); err != nil {
+			return err
+		}
+		p.AddBlock(buf, t.In, i0, i1, 0, t.In)
 		b, err := encodeRows(m, t, dt, i0, i1, buf)
 		if err != nil {
 			return err
@@ -88,19 +144,110 @@ type rowDecoder interface {
 	decodeRows(t Tensor, raw []byte, i0, i1 int, dst []float64) error
 }
 
-// mergedBytesRaw is mergedBytes reading W_r block by block from its stored
-// bytes.
-func mergedBytesRaw(m model, rd rowDecoder, t Tensor, dt string, raw []byte, f *surgery.Factors, scale float64) ([]byte, error) {
-	var derr error
-	out, err := encodeBlocks(m, t, dt, func(i0, i1 int, buf []float64) {
-		if err := rd.decodeRows(t, raw, i0, i1, buf); err != nil {
-			derr = err
-			return
-		}
-		surgery.AddPrincipal(buf, rowsOf(f, i0, i1), scale)
-	})
-	if derr != nil {
-		return nil, derr
+// tileSource supplies the values P is added to, for one worker of tiled: a
+// block of rows is loaded, then decoded tile row by tile row.
+type tileSource interface {
+	load(i0, i1 int) error
+	// row writes the values of row i (within the loaded block), columns
+	// j0..j0+len(dst), to dst.
+	row(i, j0 int, dst []float64)
+}
+
+// matrixSource is a decoded float32 weight.
+type matrixSource struct{ w *surgery.Matrix }
+
+func (matrixSource) load(i0, i1 int) error { return nil }
+func (s matrixSource) row(i, j0 int, dst []float64) {
+	for j, v := range s.w.Data[i*s.w.Cols+j0 : i*s.w.Cols+j0+len(dst)] {
+		dst[j] = float64(v)
 	}
-	return out, err
+}
+
+// readerSource reads a block of rows of stored elements at a time.
+type readerSource struct {
+	r      io.ReaderAt
+	kind   dtype.Kind
+	cols   int
+	i0     int
+	buf    []byte
+	loaded []byte
+}
+
+func (s *readerSource) load(i0, i1 int) error {
+	rowBytes := s.cols * s.kind.Size()
+	n := (i1 - i0) * rowBytes
+	if cap(s.buf) < n {
+		s.buf = make([]byte, n)
+	}
+	s.i0, s.loaded = i0, s.buf[:n]
+	if _, err := s.r.ReadAt(s.loaded, int64(i0)*int64(rowBytes)); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return fmt.Errorf("rows %d..%d: %w", i0, i1, err)
+	}
+	return nil
+}
+
+func (s *readerSource) row(i, j0 int, dst []float64) {
+	sz := s.kind.Size()
+	off := ((i-s.i0)*s.cols + j0) * sz
+	dtype.DecodeFloat64(s.kind, dst, s.loaded[off:off+len(dst)*sz])
+}
+
+// tiled computes V + P for an element-typed weight t (V from the sources
+// newSource makes, one per worker) and encodes it in out, on all cores. A
+// worker takes a block of rows at a time and goes along it a tile at a
+// time: decode the tile into float64, add P's tile, encode it into the
+// result. A tile stays in the core's cache through the three steps, so the
+// values cross memory once in their stored width, never as float64.
+func tiled(t Tensor, out dtype.Kind, p *surgery.Principal, newSource func() tileSource) ([]byte, error) {
+	rows, cols := t.Out, t.In
+	osz := out.Size()
+	dst := make([]byte, rows*cols*osz)
+	mb, nb := p.BlockShape()
+	blocks := (rows + mb - 1) / mb
+	var (
+		next    atomic.Int64
+		failed  atomic.Bool
+		errOnce sync.Once
+		err     error
+		wg      sync.WaitGroup
+	)
+	for range min(runtime.GOMAXPROCS(0), blocks) {
+		wg.Go(func() {
+			src := newSource()
+			tile := make([]float64, mb*nb)
+			for !failed.Load() {
+				b := int(next.Add(1)) - 1
+				if b >= blocks {
+					return
+				}
+				i0 := b * mb
+				i1 := min(i0+mb, rows)
+				if e := src.load(i0, i1); e != nil {
+					errOnce.Do(func() { err = fmt.Errorf("tensor %q: %w", t.Name, e) })
+					failed.Store(true)
+					return
+				}
+				for j0 := 0; j0 < cols; j0 += nb {
+					j1 := min(j0+nb, cols)
+					w := j1 - j0
+					for i := i0; i < i1; i++ {
+						src.row(i, j0, tile[(i-i0)*nb:(i-i0)*nb+w])
+					}
+					p.AddBlock(tile, nb, i0, i1, j0, j1)
+					for i := i0; i < i1; i++ {
+						o := i*cols + j0
+						dtype.Encode(out, dst[o*osz:(o+w)*osz], tile[(i-i0)*nb:(i-i0)*nb+w])
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err != nil {
+		return nil, err
+	}
+	return dst, nil
 }

@@ -401,6 +401,24 @@ func quantError(x []float64, deq []float32, ref []float32) float64 {
 }
 
 // decodeRows dequantizes canonical rows i0..i1 (blocks run along a row).
+func (m *ggufModel) elementKinds(t Tensor, dt string) (in, out dtype.Kind, ok bool) {
+	if dt == "" {
+		dt = t.DType
+	}
+	ti, ok0 := m.f.Tensor(t.Name)
+	typ, ok1 := parseGGMLType(dt)
+	if !ok0 || !ok1 || !t.Matrix() {
+		return 0, 0, false
+	}
+	in, ok2 := ggufKind(ti.Type)
+	out, ok3 := ggufKind(typ)
+	return in, out, ok2 && ok3
+}
+
+func (m *ggufModel) section(t Tensor) (io.ReaderAt, error) {
+	return m.f.Section(t.Name)
+}
+
 func (m *ggufModel) decodeRows(t Tensor, raw []byte, i0, i1 int, dst []float64) error {
 	ti, ok := m.f.Tensor(t.Name)
 	if !ok {

@@ -185,20 +185,11 @@ func mergeOne(m model, ad *Loaded, mod Module, t Tensor, dt string) ([]byte, err
 	if err := f.Check(t.Out, t.In); err != nil {
 		return nil, inputErr("%s: module %q: %v", ad.Dir, mod.Name, err)
 	}
-	// Rows straight from the stored bytes: the weight is never held whole
-	// as float32.
-	if rd, ok := m.(rowDecoder); ok && !t.Transposed {
-		raw, err := m.Raw(t)
-		if err != nil {
-			return nil, wrapInput(fmt.Errorf("%s: %w", m.Path(), err))
-		}
-		return mergedBytesRaw(m, rd, t, dt, raw, f, mod.Scale)
-	}
-	wr, err := m.Decode(t)
+	b, err := mergedBytes(m, t, dt, f, mod.Scale)
 	if err != nil {
 		return nil, wrapInput(fmt.Errorf("%s: %w", m.Path(), err))
 	}
-	return mergedBytes(m, t, dt, wr, f, mod.Scale)
+	return b, nil
 }
 
 // normalizeDType maps a --dtype value to the model format's type name.

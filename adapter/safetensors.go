@@ -267,6 +267,19 @@ func (m *stModel) rewriteShard(w io.Writer, shard string, newType map[string]str
 	return sw.Close()
 }
 
+func (m *stModel) elementKinds(t Tensor, dt string) (in, out dtype.Kind, ok bool) {
+	if dt == "" {
+		dt = t.DType
+	}
+	in, ok1 := safetensors.DType(t.DType).Kind()
+	out, ok2 := safetensors.DType(dt).Kind()
+	return in, out, ok1 && ok2 && !t.Transposed && len(t.Shape) == 2
+}
+
+func (m *stModel) section(t Tensor) (io.ReaderAt, error) {
+	return m.file(t).Section(t.Name)
+}
+
 // decodeRows decodes canonical rows i0..i1 of a weight stored as is.
 func (m *stModel) decodeRows(t Tensor, raw []byte, i0, i1 int, dst []float64) error {
 	k, ok := safetensors.DType(t.DType).Kind()

@@ -228,12 +228,14 @@ func verifyOne(om, rm model, ad *Loaded, mod Module, ot, rt Tensor, opts VerifyO
 	if err := f.Check(rt.Out, rt.In); err != nil {
 		return tv, inputErr("%s: module %q: %v", ad.Dir, mod.Name, err)
 	}
-	rowBlocks(rt, func(i0, i1 int, acc []float64) error {
+	p := surgery.NewPrincipal(f, mod.Scale)
+	align, _ := p.BlockShape()
+	rowBlocks(rt, align, func(i0, i1 int, acc []float64) error {
 		off := i0 * rt.In
 		for i, v := range wr.Data[off : off+len(acc)] {
 			acc[i] = float64(v)
 		}
-		surgery.AddPrincipal(acc, rowsOf(f, i0, i1), mod.Scale)
+		p.AddBlock(acc, rt.In, i0, i1, 0, rt.In)
 		for i, x := range acc {
 			ref, r := float64(w.Data[off+i]), float64(wr.Data[off+i])
 			d := math.Abs(x - ref)

@@ -69,21 +69,11 @@ func mustFit(f *Factors, rows, cols, n int) {
 	}
 }
 
-// accumulatePrincipal does dst += scale·B·diag(S)·A as a blocked rank-r
-// product: the coefficients scale·S[c]·B[i, c] are formed once in float64.
+// accumulatePrincipal does dst += scale·B·diag(S)·A (dst rows × cols,
+// row-major), on all cores, block by block (see Principal).
 func accumulatePrincipal(dst []float64, f *Factors, scale float64) {
-	m, n, r := f.B.Rows, f.A.Cols, len(f.S)
-	coef := make([]float64, m*r)
-	for i := 0; i < m; i++ {
-		for c := 0; c < r; c++ {
-			coef[i*r+c] = scale * float64(f.S[c]) * float64(f.B.Data[i*r+c])
-		}
-	}
-	a := make([]float64, r*n)
-	for i, v := range f.A.Data {
-		a[i] = float64(v)
-	}
-	mulAdd(dst, 1, coef, a, m, r, n)
+	p := NewPrincipal(f, scale)
+	p.AddTo(dst)
 }
 
 // Orthonormality returns ‖A·Aᵀ − I‖_F and ‖Bᵀ·B − I‖_F (unsquared, float64

@@ -1,0 +1,138 @@
+package surgery
+
+import "fmt"
+
+// Principal is the principal part P = scale·B·diag(S)·A of a rows × cols
+// weight, prepared once for adding to blocks of the weight: merge adds it to
+// the residual, the split subtracts it (a negative scale) from the weight.
+//
+// Preparing forms the coefficients scale·S[c]·B[i,c] in float64 and packs
+// them and A for the product's microkernel, so a block costs its arithmetic
+// alone; a caller can then decode a block of stored values, add P's block
+// and encode the result while all three stay in the processor's cache,
+// which is what makes a merge run at the speed of the product rather than
+// of memory. Every element is accumulated in float64, in an order fixed by
+// the rank alone (the same as AddPrincipal's), so a block's result does not
+// depend on how the weight was cut into blocks or on the number of workers.
+//
+// AddBlock may be called concurrently on disjoint destinations.
+type Principal struct {
+	rows, cols, rank int
+	kern             microKernel[float64]
+	// coef holds, for each block of gemmKC inner indices, the rows of
+	// scale·B·diag(S) packed as strips of kern.mr rows (see packA).
+	coef [][]float64
+	// panels holds A as ⌈cols/nr⌉ panels of rank rows × nr (see packB).
+	panels []float64
+}
+
+// NewPrincipal prepares scale·B·diag(S)·A. It panics if f is not a
+// consistent set of factors (see Factors.Check).
+func NewPrincipal(f *Factors, scale float64) *Principal {
+	if f == nil || f.A == nil || f.B == nil {
+		panic("surgery: NewPrincipal: missing factors")
+	}
+	m, n, r := f.B.Rows, f.A.Cols, len(f.S)
+	mustFit(f, m, n, m*n)
+	kern := kernel64
+	coef := make([]float64, m*r)
+	for i := 0; i < m; i++ {
+		for c := 0; c < r; c++ {
+			coef[i*r+c] = scale * float64(f.S[c]) * float64(f.B.Data[i*r+c])
+		}
+	}
+	p := &Principal{rows: m, cols: n, rank: r, kern: kern}
+	strips := (m + kern.mr - 1) / kern.mr
+	for k0 := 0; k0 < r; k0 += gemmKC {
+		kc := min(gemmKC, r-k0)
+		blk := make([]float64, strips*stripStride(kern.mr, kc))
+		packA(blk, coef, r, false, 0, m, k0, kc, kern.mr)
+		p.coef = append(p.coef, blk)
+	}
+	a := make([]float64, r*n)
+	for i, v := range f.A.Data {
+		a[i] = float64(v)
+	}
+	bp := packB(a, n, r, n, kern.nr, 1)
+	p.panels = append([]float64(nil), bp...) // packB's buffer goes back to its pool
+	putBuf(bp)
+	return p
+}
+
+// BlockShape returns the block of rows × columns a caller should work in:
+// big enough to amortize the calls, small enough that a block of float64
+// values stays in a core's cache. AddBlock's blocks must start at multiples
+// of it.
+func (p *Principal) BlockShape() (rows, cols int) {
+	rows = (48 + p.kern.mr - 1) / p.kern.mr * p.kern.mr
+	cols = 256 / p.kern.nr * p.kern.nr
+	return rows, cols
+}
+
+// AddBlock adds P[i0:i1, j0:j1] to dst, whose row i−i0 starts at
+// dst[(i−i0)·ld]: dst[(i−i0)·ld + j−j0] += P[i, j]. i0 and j0 must be
+// multiples of BlockShape's rows and columns (or 0); it panics otherwise, or
+// if the block is out of range or dst too short.
+func (p *Principal) AddBlock(dst []float64, ld, i0, i1, j0, j1 int) {
+	mb, nb := p.BlockShape()
+	if i0 < 0 || j0 < 0 || i1 > p.rows || j1 > p.cols || i0%mb != 0 || j0%nb != 0 || i1 < i0 || j1 < j0 || ld < j1-j0 {
+		panic(fmt.Sprintf("surgery: AddBlock: block [%d:%d, %d:%d] (ld %d) of a %d×%d principal part",
+			i0, i1, j0, j1, ld, p.rows, p.cols))
+	}
+	if i1 == i0 || j1 == j0 {
+		return
+	}
+	if len(dst) < (i1-i0-1)*ld+j1-j0 {
+		panic(fmt.Sprintf("surgery: AddBlock: destination of %d elements for %d×%d with ld %d", len(dst), i1-i0, j1-j0, ld))
+	}
+	mr, nr, r := p.kern.mr, p.kern.nr, p.rank
+	var tile []float64
+	for kb, blk := range p.coef {
+		k0 := kb * gemmKC
+		kc := min(gemmKC, r-k0)
+		ss := stripStride(mr, kc)
+		// Panels outermost: a panel of A (kc×nr) stays in the first-level
+		// cache across the block's strips, the block's strips of
+		// coefficients in the second.
+		for c0 := j0; c0 < j1; c0 += nr {
+			pn := c0 / nr
+			bs := p.panels[(pn*r+k0)*nr : (pn*r+k0+kc)*nr]
+			cols := min(nr, j1-c0)
+			for r0 := i0; r0 < i1; r0 += mr {
+				as := blk[(r0/mr)*ss : (r0/mr)*ss+mr*kc]
+				rows := min(mr, i1-r0)
+				c := dst[(r0-i0)*ld+c0-j0:]
+				if rows == mr && cols == nr {
+					p.kern.fn(kc, as, bs, c, ld)
+					continue
+				}
+				if tile == nil {
+					tile = make([]float64, mr*nr)
+				}
+				clear(tile)
+				p.kern.fn(kc, as, bs, tile, nr)
+				for i := 0; i < rows; i++ {
+					row := c[i*ld : i*ld+cols]
+					for j, v := range tile[i*nr : i*nr+cols] {
+						row[j] += v
+					}
+				}
+			}
+		}
+	}
+}
+
+// AddTo adds all of P to dst (rows × cols, row-major), on all cores.
+func (p *Principal) AddTo(dst []float64) {
+	if len(dst) != p.rows*p.cols {
+		panic(fmt.Sprintf("surgery: AddTo: destination has %d elements, want %d×%d", len(dst), p.rows, p.cols))
+	}
+	mb, nb := p.BlockShape()
+	blocks := (p.cols + nb - 1) / nb
+	parallelFor(p.rows, mb, func(lo, hi int) {
+		for b := 0; b < blocks; b++ {
+			j0 := b * nb
+			p.AddBlock(dst[lo*p.cols+j0:], p.cols, lo, hi, j0, min(j0+nb, p.cols))
+		}
+	})
+}
