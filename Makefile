@@ -53,7 +53,7 @@ fuzz:
 ## bench: Go benchmarks, ours vs torch.svd_lowrank per matrix (needs Debian python3-torch),
 ## and the whole 7B-shaped model (generated once into $$SORSA_BENCH_DIR, ~13 GiB).
 bench: build
-	$(GO) test -run '^$$' -bench . -benchtime 3x ./surgery/ ./formats/...
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./surgery/ ./formats/... ./adapter/
 	@dpkg -s python3-torch >/dev/null 2>&1 || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-torch)
 	/usr/bin/python3 surgery/bench/compare.py
 	NO_BUILD=1 bash testdata/bench/model7b.sh

@@ -34,7 +34,7 @@ func BenchmarkMergeMatrix(b *testing.B) {
 			b.Run(fmt.Sprintf("%dx%d/r=%d/%s", tn.Out, tn.In, r, c.name), func(b *testing.B) {
 				b.SetBytes(tn.Bytes)
 				for b.Loop() {
-					if _, err := mergedBytes(c.m, tn, "", f, 1); err != nil {
+					if _, err := mergedBytes(c.m, tn, "", f, 1, nil); err != nil {
 						b.Fatal(err)
 					}
 				}

@@ -67,7 +67,7 @@ func residualBytes(m model, t Tensor, dt string, w *surgery.Matrix, f *surgery.F
 	p := surgery.NewPrincipal(f, -scale)
 	if ec, ok := m.(elementCodec); ok {
 		if _, out, ok := ec.elementKinds(t, dt); ok {
-			return tiled(t, out, p, func() tileSource { return matrixSource{w} })
+			return tiled(t, out, p, nil, func() tileSource { return matrixSource{w} })
 		}
 	}
 	return encodeBlocks(m, t, dt, p, func(i0, i1 int, buf []float64) error {
@@ -82,7 +82,7 @@ func residualBytes(m model, t Tensor, dt string, w *surgery.Matrix, f *surgery.F
 // once in dt (t's own type when empty), decoding W_r from the residual
 // model as it goes: tile by tile for element types, block by block of rows
 // for the others, whole for a weight stored transposed.
-func mergedBytes(m model, t Tensor, dt string, f *surgery.Factors, scale float64) ([]byte, error) {
+func mergedBytes(m model, t Tensor, dt string, f *surgery.Factors, scale float64, pool *bufPool) ([]byte, error) {
 	p := surgery.NewPrincipal(f, scale)
 	if ec, ok := m.(elementCodec); ok {
 		if in, out, ok := ec.elementKinds(t, dt); ok {
@@ -90,7 +90,7 @@ func mergedBytes(m model, t Tensor, dt string, f *surgery.Factors, scale float64
 			if err != nil {
 				return nil, err
 			}
-			return tiled(t, out, p, func() tileSource { return &readerSource{r: src, kind: in, cols: t.In} })
+			return tiled(t, out, p, pool, func() tileSource { return &readerSource{r: src, kind: in, cols: t.In} })
 		}
 	}
 	if rd, ok := m.(rowDecoder); ok && !t.Transposed {
@@ -196,15 +196,16 @@ func (s *readerSource) row(i, j0 int, dst []float64) {
 }
 
 // tiled computes V + P for an element-typed weight t (V from the sources
-// newSource makes, one per worker) and encodes it in out, on all cores. A
+// newSource makes, one per worker) and encodes it in out, on all cores,
+// into a buffer from pool (nil: a new one). A
 // worker takes a block of rows at a time and goes along it a tile at a
 // time: decode the tile into float64, add P's tile, encode it into the
 // result. A tile stays in the core's cache through the three steps, so the
 // values cross memory once in their stored width, never as float64.
-func tiled(t Tensor, out dtype.Kind, p *surgery.Principal, newSource func() tileSource) ([]byte, error) {
+func tiled(t Tensor, out dtype.Kind, p *surgery.Principal, pool *bufPool, newSource func() tileSource) ([]byte, error) {
 	rows, cols := t.Out, t.In
 	osz := out.Size()
-	dst := make([]byte, rows*cols*osz)
+	dst := pool.get(rows * cols * osz)
 	mb, nb := p.BlockShape()
 	blocks := (rows + mb - 1) / mb
 	var (
@@ -247,6 +248,7 @@ func tiled(t Tensor, out dtype.Kind, p *surgery.Principal, newSource func() tile
 	}
 	wg.Wait()
 	if err != nil {
+		pool.put(dst)
 		return nil, err
 	}
 	return dst, nil

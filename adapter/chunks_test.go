@@ -37,11 +37,11 @@ func TestTiledMatchesBlocks(t *testing.T) {
 			r := min(tn.Out, tn.In, 17)
 			f := &surgery.Factors{A: randMatrix(rng, r, tn.In), S: randMatrix(rng, 1, r).Data, B: randMatrix(rng, tn.Out, r)}
 			for _, out := range []string{"", "F32", "F16", "BF16"} {
-				got, err := mergedBytes(m, tn, out, f, 0.5)
+				got, err := mergedBytes(m, tn, out, f, 0.5, nil)
 				if err != nil {
 					t.Fatal(err)
 				}
-				want, err := mergedBytes(blocksOnly{m}, tn, out, f, 0.5)
+				want, err := mergedBytes(blocksOnly{m}, tn, out, f, 0.5, nil)
 				if err != nil {
 					t.Fatal(err)
 				}

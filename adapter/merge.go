@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 )
@@ -127,9 +128,17 @@ func Merge(ctx context.Context, residual, adapterDir, out string, opts MergeOpti
 		}
 	}
 
-	p := startPipeline(ctx, opts.Threads, len(targets), func(ctx context.Context, i int) ([]byte, error) {
+	// Results go back to the pool once the writer is done with them (when
+	// it asks for the next tensor): at most the pipeline's window of
+	// buffers, plus the one being written, ever exist.
+	threads := opts.Threads
+	if threads <= 0 {
+		threads = runtime.GOMAXPROCS(0)
+	}
+	pool := &bufPool{keep: threads + 2}
+	p := startPipeline(ctx, threads, len(targets), func(ctx context.Context, i int) ([]byte, error) {
 		t := targets[i]
-		return mergeOne(m, ad, mods[t.Name], t, dt)
+		return mergeOne(m, ad, mods[t.Name], t, dt, pool)
 	})
 	defer p.stop()
 
@@ -139,7 +148,10 @@ func Merge(ctx context.Context, residual, adapterDir, out string, opts MergeOpti
 	}
 	opts.Progress.Start(total)
 	defer opts.Progress.Finish()
+	var written []byte
 	repl := func(t Tensor) ([]byte, bool, error) {
+		pool.put(written) // the writer has finished with the previous result
+		written = nil
 		opts.Progress.Add(t.Bytes, t.Name)
 		i, ok := idx[t.Name]
 		if !ok {
@@ -151,6 +163,7 @@ func Merge(ctx context.Context, residual, adapterDir, out string, opts MergeOpti
 			return nil, false, err
 		}
 		rep.Merged = append(rep.Merged, t.Name)
+		written = b
 		return b, true, nil
 	}
 	if err := writeMerged(tx, m, out, newType, repl); err != nil {
@@ -177,7 +190,7 @@ func waitCheck(c chan error) error {
 	return <-c
 }
 
-func mergeOne(m model, ad *Loaded, mod Module, t Tensor, dt string) ([]byte, error) {
+func mergeOne(m model, ad *Loaded, mod Module, t Tensor, dt string, pool *bufPool) ([]byte, error) {
 	f, err := ad.Factors(mod)
 	if err != nil {
 		return nil, err
@@ -185,7 +198,7 @@ func mergeOne(m model, ad *Loaded, mod Module, t Tensor, dt string) ([]byte, err
 	if err := f.Check(t.Out, t.In); err != nil {
 		return nil, inputErr("%s: module %q: %v", ad.Dir, mod.Name, err)
 	}
-	b, err := mergedBytes(m, t, dt, f, mod.Scale)
+	b, err := mergedBytes(m, t, dt, f, mod.Scale, pool)
 	if err != nil {
 		return nil, wrapInput(fmt.Errorf("%s: %w", m.Path(), err))
 	}

@@ -60,11 +60,14 @@ func NewPrincipal(f *Factors, scale float64) *Principal {
 }
 
 // BlockShape returns the block of rows × columns a caller should work in:
-// big enough to amortize the calls, small enough that a block of float64
-// values stays in a core's cache. AddBlock's blocks must start at multiples
-// of it.
+// big enough that a panel of A, once in the first-level cache, serves many
+// strips, small enough that the block of float64 values (192 KiB) and its
+// coefficients (96 KiB at rank 128) stay in a core's second-level cache.
+// (On AVX2 anything from 48×128 to 96×256 measured within a few percent;
+// 24×512 and 192×64 were slower.) AddBlock's blocks must start at
+// multiples of it.
 func (p *Principal) BlockShape() (rows, cols int) {
-	rows = (48 + p.kern.mr - 1) / p.kern.mr * p.kern.mr
+	rows = (96 + p.kern.mr - 1) / p.kern.mr * p.kern.mr
 	cols = 256 / p.kern.nr * p.kern.nr
 	return rows, cols
 }
