@@ -50,11 +50,12 @@ fuzz:
 	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 2s $$pkg; \
 	  done; done
 
-## bench: Go benchmarks, ours vs torch.svd_lowrank per matrix (needs Debian python3-torch),
+## bench: Go benchmarks, ours vs torch.svd_lowrank per matrix (needs Debian python3-torch, and
+## OpenBLAS, without which torch runs on the reference BLAS at ~4 GFLOP/s),
 ## and the whole 7B-shaped model (generated once into $$SORSA_BENCH_DIR, ~13 GiB).
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./surgery/ ./formats/... ./adapter/
-	@dpkg -s python3-torch >/dev/null 2>&1 || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-torch)
+	@dpkg -s python3-torch libopenblas0-pthread >/dev/null 2>&1 || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-torch libopenblas0-pthread)
 	/usr/bin/python3 surgery/bench/compare.py
 	NO_BUILD=1 bash testdata/bench/model7b.sh
 
