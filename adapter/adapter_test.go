@@ -212,15 +212,39 @@ func TestMergeChecksResidual(t *testing.T) {
 	if _, err := Split(context.Background(), src, out, SplitOptions{Rank: 4}); err != nil {
 		t.Fatal(err)
 	}
-	// Merging onto the original (not the residual) must be refused.
-	_, err := Merge(context.Background(), src, filepath.Join(out, "adapter"), filepath.Join(dir, "x.safetensors"), MergeOptions{})
-	if !errors.Is(err, ErrInput) || !strings.Contains(err.Error(), "sha256") {
-		t.Fatalf("merge onto the wrong residual: %v", err)
+	ad := filepath.Join(out, "adapter")
+	x := filepath.Join(dir, "x.safetensors")
+	// The residual itself passes; the original (not the residual) is
+	// refused, by CRC-32C, and by sha256 for an adapter that recorded
+	// only that (written before CRC-32C was).
+	if _, err := Merge(context.Background(), filepath.Join(out, "residual.safetensors"), ad, x, MergeOptions{}); err != nil {
+		t.Fatalf("merge onto its residual: %v", err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "x.safetensors")); !os.IsNotExist(err) {
-		t.Error("refused merge left an output")
+	os.Remove(x)
+	for _, sum := range []string{"crc32c", "sha256"} {
+		if sum == "sha256" {
+			cfgPath := filepath.Join(ad, ConfigName)
+			b, err := os.ReadFile(cfgPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			old := regexp.MustCompile(`,\s*"crc32c":\s*"[0-9a-f]+"`).ReplaceAll(b, nil)
+			if bytes.Equal(old, b) || bytes.Contains(old, []byte("crc32c")) {
+				t.Fatalf("the config records no crc32c to remove:\n%s", b)
+			}
+			if err := os.WriteFile(cfgPath, old, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_, err := Merge(context.Background(), src, ad, x, MergeOptions{})
+		if !errors.Is(err, ErrInput) || !strings.Contains(err.Error(), sum) {
+			t.Fatalf("merge onto the wrong residual (%s): %v", sum, err)
+		}
+		if _, err := os.Stat(x); !os.IsNotExist(err) {
+			t.Error("refused merge left an output")
+		}
 	}
-	if _, err := Merge(context.Background(), src, filepath.Join(out, "adapter"), filepath.Join(dir, "x.safetensors"), MergeOptions{Force: true}); err != nil {
+	if _, err := Merge(context.Background(), src, ad, x, MergeOptions{Force: true}); err != nil {
 		t.Fatalf("--force: %v", err)
 	}
 }
@@ -464,5 +488,25 @@ func TestRowBlocksMatchWhole(t *testing.T) {
 		if !bytes.Equal(merged[0], merged[1]) || len(merged[0]) == 0 {
 			t.Errorf("%s: merge computed in row blocks differs", filepath.Base(in))
 		}
+	}
+}
+
+// TestMergeChecksShardedResidual: each shard of a checkpoint folder is
+// checked against its own record.
+func TestMergeChecksShardedResidual(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "ckpt")
+	writeFixture(t, src, llamaTensors("BF16", 2, 32, 48), 2, 1)
+	out := filepath.Join(dir, "out")
+	if _, err := Split(context.Background(), src, out, SplitOptions{Rank: 4}); err != nil {
+		t.Fatal(err)
+	}
+	ad := filepath.Join(out, "adapter")
+	if _, err := Merge(context.Background(), filepath.Join(out, "residual"), ad, filepath.Join(dir, "ok"), MergeOptions{}); err != nil {
+		t.Fatalf("merge onto its residual: %v", err)
+	}
+	_, err := Merge(context.Background(), src, ad, filepath.Join(dir, "x"), MergeOptions{})
+	if !errors.Is(err, ErrInput) || !strings.Contains(err.Error(), "crc32c") || !strings.Contains(err.Error(), "model-0000") {
+		t.Fatalf("merge onto the wrong checkpoint: %v", err)
 	}
 }

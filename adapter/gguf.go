@@ -5,7 +5,6 @@ import (
 	"io"
 	"math"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/sorsa-convert/sorsa-convert/formats/dtype"
@@ -215,7 +214,7 @@ func writeGGUF(tx *outputs, m *ggufModel, path string, newType map[string]string
 	if err := m.rewrite(f, newType, repl); err != nil {
 		return nil, "", writeErr(path, err)
 	}
-	return []FileHash{{Path: filepath.Base(path), SHA256: f.sumSoFar()}}, path, nil
+	return []FileHash{f.hashSoFar()}, path, nil
 }
 
 // loraWriter writes OUT/lora.gguf, a llama.cpp LoRA adapter: general.type

@@ -196,34 +196,47 @@ func (l *Loaded) Factors(m Module) (*surgery.Factors, error) {
 }
 
 // checkResidual compares the residual's files with the checksums recorded
-// at split time.
-func (l *Loaded) checkResidual(m model) error {
+// at split time: by CRC-32C when want asks for it and the adapter recorded
+// it for every file (see FileHash), by sha256 otherwise.
+func (l *Loaded) checkResidual(m model, want digest) error {
 	if l.Config == nil {
 		return nil
 	}
-	want := map[string]string{}
-	for _, f := range l.Config.Residual.Files {
-		want[f.Path] = f.SHA256
+	rec := l.Config.Residual.Files
+	if want == digestCRC32C {
+		for _, f := range rec {
+			if f.CRC32C == "" {
+				want = digestSHA256
+			}
+		}
 	}
-	got := hashFiles(m, modelFiles(m))
+	name, sum := "sha256", func(f FileHash) string { return f.SHA256 }
+	if want == digestCRC32C {
+		name, sum = "crc32c", func(f FileHash) string { return f.CRC32C }
+	}
+	got := hashFiles(m, modelFiles(m), want)
 	if got.err != nil {
 		return got.err
 	}
 	// A single-file residual may have been renamed: compare its content.
-	if len(got.files) == 1 && len(l.Config.Residual.Files) == 1 {
-		g, w := got.files[0], l.Config.Residual.Files[0]
-		if g.SHA256 != w.SHA256 {
-			return inputErr("%s: residual %s has sha256 %s but the adapter was split with %s (sha256 %s); use --force to merge anyway", l.Dir, m.Path(), g.SHA256, w.Path, w.SHA256)
+	if len(got.files) == 1 && len(rec) == 1 {
+		g, w := got.files[0], rec[0]
+		if sum(g) != sum(w) {
+			return inputErr("%s: residual %s has %s %s but the adapter was split with %s (%s %s); use --force to merge anyway", l.Dir, m.Path(), name, sum(g), w.Path, name, sum(w))
 		}
 		return nil
 	}
+	byPath := map[string]FileHash{}
+	for _, f := range rec {
+		byPath[f.Path] = f
+	}
 	for _, f := range got.files {
-		w, ok := want[f.Path]
+		w, ok := byPath[f.Path]
 		if !ok {
-			return inputErr("%s: residual file %s is not one this adapter was split with (it records %s); use --force to merge anyway", l.Dir, f.Path, fileList(l.Config.Residual.Files))
+			return inputErr("%s: residual file %s is not one this adapter was split with (it records %s); use --force to merge anyway", l.Dir, f.Path, fileList(rec))
 		}
-		if w != f.SHA256 {
-			return inputErr("%s: residual %s has sha256 %s but the adapter was split with sha256 %s; use --force to merge anyway", l.Dir, f.Path, f.SHA256, w)
+		if sum(w) != sum(f) {
+			return inputErr("%s: residual %s has %s %s but the adapter was split with %s %s; use --force to merge anyway", l.Dir, f.Path, name, sum(f), name, sum(w))
 		}
 	}
 	return nil

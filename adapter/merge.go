@@ -66,7 +66,7 @@ func Merge(ctx context.Context, residual, adapterDir, out string, opts MergeOpti
 	if !opts.Force && ad.Config != nil {
 		checked = make(chan error, 1)
 		go func() {
-			err := ad.checkResidual(m)
+			err := ad.checkResidual(m, digestCRC32C)
 			if err != nil {
 				cancel(err)
 			}

@@ -236,11 +236,11 @@ func hashStaged(stage, name string) ([]FileHash, error) {
 		if _, err := os.Stat(p); err != nil {
 			continue
 		}
-		s, err := hashFile(p)
+		s, c, err := hashFile(p, digestSHA256|digestCRC32C)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, FileHash{Path: n, SHA256: s})
+		out = append(out, FileHash{Path: n, SHA256: s, CRC32C: c})
 	}
 	return out, nil
 }

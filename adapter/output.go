@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"hash/crc32"
 	"io"
 	"os"
 	"path/filepath"
@@ -38,6 +39,7 @@ type outFile struct {
 	final string
 	tmp   *os.File
 	h     hash.Hash
+	crc   hash.Hash32
 	w     io.Writer
 	sum   string
 }
@@ -84,7 +86,8 @@ func (o *outputs) create(path string) (*outFile, error) {
 	f := &outFile{final: path, tmp: tmp, w: tmp}
 	if !o.noHash {
 		f.h = sha256.New()
-		f.w = io.MultiWriter(tmp, f.h)
+		f.crc = crc32.New(castagnoli)
+		f.w = io.MultiWriter(tmp, f.h, f.crc)
 	}
 	if o.failAfter > 0 {
 		f.w = &fullDisk{w: f.w, left: o.failAfter}
@@ -144,6 +147,16 @@ func (f *outFile) sumSoFar() string {
 		return ""
 	}
 	return hex.EncodeToString(f.h.Sum(nil))
+}
+
+// hashSoFar returns f's path (base name) and the checksums of what was
+// written to it so far.
+func (f *outFile) hashSoFar() FileHash {
+	fh := FileHash{Path: filepath.Base(f.final), SHA256: f.sumSoFar()}
+	if f.crc != nil {
+		fh.CRC32C = hex.EncodeToString(f.crc.Sum(nil))
+	}
+	return fh
 }
 
 // commit fsyncs every file, then renames them all into place.
@@ -245,18 +258,46 @@ func syncDir(dir string) {
 	}
 }
 
-// hashFile returns the hex sha256 of a file.
-func hashFile(path string) (string, error) {
+// castagnoli is the CRC-32C table (hardware-accelerated on amd64 and
+// arm64).
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// digest selects the checksums hashFile computes.
+type digest int
+
+const (
+	digestSHA256 digest = 1 << iota
+	digestCRC32C
+)
+
+// hashFile returns the checksums of a file selected by want, hex encoded
+// ("" for those not computed), in one pass.
+func hashFile(path string, want digest) (sha, crc string, err error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
+	var ws []io.Writer
+	var hs, hc hash.Hash
+	if want&digestSHA256 != 0 {
+		hs = sha256.New()
+		ws = append(ws, hs)
 	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	if want&digestCRC32C != 0 {
+		hc = crc32.New(castagnoli)
+		ws = append(ws, hc)
+	}
+	if _, err := io.Copy(io.MultiWriter(ws...), f); err != nil {
+		return "", "", err
+	}
+	if hs != nil {
+		sha = hex.EncodeToString(hs.Sum(nil))
+	}
+	if hc != nil {
+		crc = hex.EncodeToString(hc.Sum(nil))
+	}
+	return sha, crc, nil
 }
 
 // fullDisk fails with ENOSPC after left bytes, like a full file system.

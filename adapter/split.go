@@ -201,7 +201,7 @@ func Split(ctx context.Context, input, outDir string, opts SplitOptions) (rep *S
 	// Hash the input while the split runs; it only reads.
 	srcFiles := modelFiles(m)
 	srcHash := make(chan hashResult, 1)
-	go func() { srcHash <- hashFiles(m, srcFiles) }()
+	go func() { srcHash <- hashFiles(m, srcFiles, digestSHA256) }()
 
 	rep = &SplitReport{Input: input, Format: m.Format(), OutDir: outDir, Rank: opts.Rank, Scale: scale,
 		SVD: SVDConfig{Algorithm: svd.Method.String(), NIter: big.NIter, Oversample: big.Oversample, Seed: svd.Seed, Tol: big.Tol}}
@@ -354,18 +354,18 @@ type hashResult struct {
 	err   error
 }
 
-func hashFiles(m model, files []string) hashResult {
+func hashFiles(m model, files []string, want digest) hashResult {
 	dir := m.Path()
 	if st, err := os.Stat(dir); err == nil && !st.IsDir() {
 		dir = filepath.Dir(dir)
 	}
 	var out []FileHash
 	for _, f := range files {
-		s, err := hashFile(filepath.Join(dir, f))
+		s, c, err := hashFile(filepath.Join(dir, f), want)
 		if err != nil {
 			return hashResult{err: err}
 		}
-		out = append(out, FileHash{Path: f, SHA256: s})
+		out = append(out, FileHash{Path: f, SHA256: s, CRC32C: c})
 	}
 	return hashResult{files: out}
 }
@@ -406,7 +406,6 @@ func writeSafetensors(tx *outputs, m *stModel, outDir, stem string, newType map[
 			return nil, "", writeErr(path, err)
 		}
 		written = append(written, f)
-		files = append(files, FileHash{Path: filepath.Base(path)})
 	}
 	if !single {
 		extra, err := sideFiles(m.dir, m.shards)
@@ -425,12 +424,11 @@ func writeSafetensors(tx *outputs, m *stModel, outDir, stem string, newType map[
 			}
 			if e == IndexName {
 				written = append(written, f)
-				files = append(files, FileHash{Path: IndexName})
 			}
 		}
 	}
-	for i, f := range written {
-		files[i].SHA256 = f.sumSoFar()
+	for _, f := range written {
+		files = append(files, f.hashSoFar())
 	}
 	return files, root, nil
 }

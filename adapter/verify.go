@@ -143,7 +143,7 @@ func Verify(ctx context.Context, original, residual, adapterDir string, opts Ver
 		var resErr error
 		srcOK, srcMsg := true, ""
 		if ad.Config != nil {
-			resErr = ad.checkResidual(rm)
+			resErr = ad.checkResidual(rm, digestSHA256)
 			srcOK, srcMsg = checkSource(ad.Config, om)
 		}
 		linkage <- func() {
@@ -190,7 +190,7 @@ func Verify(ctx context.Context, original, residual, adapterDir string, opts Ver
 }
 
 func checkSource(cfg *Config, m model) (bool, string) {
-	got := hashFiles(m, modelFiles(m))
+	got := hashFiles(m, modelFiles(m), digestSHA256)
 	if got.err != nil {
 		return false, got.err.Error()
 	}

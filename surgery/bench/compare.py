@@ -117,6 +117,16 @@ def main():
         build += ["-tags", args.tags]
     subprocess.run(build + ["./surgery/bench/svdbench"], cwd=ROOT, check=True)
 
+    # The BLAS torch runs on, for scale: the product shape of a power
+    # iteration (our kernels: go test -bench 'Gemm/.*/4096x144x4096/tA=false/f32' ./surgery/).
+    a, b = torch.randn(4096, 4096), torch.randn(4096, 144)
+    torch.mm(a, b)
+    t0 = time.perf_counter()
+    for _ in range(5):
+        torch.mm(a, b)
+    gf = 2 * 4096 * 4096 * 144 * 5 / (time.perf_counter() - t0) / 1e9
+    print(f"# torch.mm 4096x4096 by 4096x144, float32, {args.threads} threads: {gf:.1f} GFLOP/s", file=sys.stderr)
+
     r, q = args.rank, args.niter
     rows = []
     for size in args.sizes.split(","):
