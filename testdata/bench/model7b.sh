@@ -29,23 +29,33 @@ measure() { # label, then the command; prints "wall_s maxrss_kib"
   cat "$dir/$label.time"
 }
 
-sync
-read -r copy_s _ < <(measure copy cp -r "$model" "$dir/copy")
+# Copy and merge are compared like for like: each starts with the page cache
+# dropped (when this runs as root) and ends with its output on disk (merge
+# fsyncs before renaming; the copy is followed by sync).
+cold() {
+  sync
+  if [ -w /proc/sys/vm/drop_caches ]; then echo 3 > /proc/sys/vm/drop_caches; fi
+}
+cache_note="page cache dropped before each"
+[ -w /proc/sys/vm/drop_caches ] || cache_note="page cache NOT dropped (not root)"
+rm -rf "$dir/out" "$dir/merged" "$dir/copy"
+cold
+read -r copy_s _ < <(measure copy sh -c 'cp -r "$1" "$2" && sync' copy "$model" "$dir/copy")
 rm -rf "$dir/copy"
-rm -rf "$dir/out" "$dir/merged"
 read -r split_s split_rss < <(measure split "$bin/sorsa-convert" split "$model" -r "$rank" -t llama --svd randomized --json -o "$dir/out")
+cold
 read -r merge_s merge_rss < <(measure merge "$bin/sorsa-convert" merge "$dir/out/residual" "$dir/out/adapter" --json -o "$dir/merged")
 read -r verify_s verify_rss < <(measure verify "$bin/sorsa-convert" verify "$model" "$dir/out/residual" "$dir/out/adapter" --json)
 ntargets=$(python3 -c "import json;print(len(json.load(open('$dir/split.out'))['targets']))")
 svd_sum=$(python3 -c "import json;print('%.1f'%sum(t['seconds'] for t in json.load(open('$dir/split.out'))['targets']))")
 cores=$(nproc)
 printf '\n| %s | %s |\n|---|---|\n' "whole model (${layers} layers, ${ntargets} matrices, r = ${rank}, F16, $((size / 1024 / 1024)) MiB, ${cores} cores)" "result"
-printf '| copy the checkpoint (cp -r) | %.1f s |\n' "$copy_s"
+printf '| copy the checkpoint (cp -r, then sync; %s) | %.1f s |\n' "$cache_note" "$copy_s"
 printf '| split: wall time | %.1f s |\n' "$split_s"
 printf '| split: sum of per-matrix decode+SVD+residual times (one worker each) | %s s, i.e. %.1f s on %d cores |\n' "$svd_sum" "$(python3 -c "print($svd_sum/$cores)")" "$cores"
 printf '| split: wall / (per-matrix sum / cores + copy) | %.2f |\n' "$(python3 -c "print($split_s/($svd_sum/$cores+$copy_s))")"
 printf '| split: peak resident memory | %.2f GiB |\n' "$(python3 -c "print($split_rss/1024/1024)")"
-printf '| merge: wall time (vs copy) | %.1f s (%.2f×) |\n' "$merge_s" "$(python3 -c "print($merge_s/$copy_s)")"
+printf '| merge: wall time (vs copy, %s) | %.1f s (%.2f×) |\n' "$cache_note" "$merge_s" "$(python3 -c "print($merge_s/$copy_s)")"
 printf '| merge: peak resident memory | %.2f GiB |\n' "$(python3 -c "print($merge_rss/1024/1024)")"
 printf '| verify: wall time, peak memory | %.1f s, %.2f GiB |\n' "$verify_s" "$(python3 -c "print($verify_rss/1024/1024)")"
 python3 -c "import json;r=json.load(open('$dir/verify.out'));print('| verify | ok=%s, max ‖AAᵀ−I‖ %.1e, max ‖BᵀB−I‖ %.1e |'%(r['ok'],max(t['orth_a'] for t in r['targets']),max(t['orth_b'] for t in r['targets'])))"
