@@ -260,23 +260,17 @@ func TestGemmPacked(t *testing.T) {
 // kc = 128): the ceiling the packed products can approach.
 func BenchmarkMicroKernel(b *testing.B) {
 	k32, k64 := archKernels()
-	const kc = 128
 	for i := range k32 {
-		k := k32[i]
-		b.Run(k.name+"/f32", func(b *testing.B) {
-			a, p, c := make([]float32, k.mr*kc), make([]float32, kc*k.nr), make([]float32, k.mr*k.nr)
-			for b.Loop() {
-				k.fn(kc, a, p, c, k.nr)
-			}
-			b.ReportMetric(2*float64(k.mr*k.nr*kc)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
-		})
-		d := k64[i]
-		b.Run(d.name+"/f64", func(b *testing.B) {
-			a, p, c := make([]float64, d.mr*kc), make([]float64, kc*d.nr), make([]float64, d.mr*d.nr)
-			for b.Loop() {
-				d.fn(kc, a, p, c, d.nr)
-			}
-			b.ReportMetric(2*float64(d.mr*d.nr*kc)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
-		})
+		b.Run(k32[i].name+"/f32", func(b *testing.B) { benchKernel(b, k32[i]) })
+		b.Run(k64[i].name+"/f64", func(b *testing.B) { benchKernel(b, k64[i]) })
 	}
+}
+
+func benchKernel[T float](b *testing.B, k microKernel[T]) {
+	const kc = 128
+	a, p, c := make([]T, k.mr*kc), make([]T, kc*k.nr), make([]T, k.mr*k.nr)
+	for b.Loop() {
+		k.fn(kc, a, p, c, k.nr)
+	}
+	b.ReportMetric(2*float64(k.mr*k.nr*kc)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 }

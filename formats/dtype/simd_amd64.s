@@ -57,13 +57,32 @@ GLOBL bf16round<>(SB), RODATA|NOPTR, $4
 	TESTL     DX, DX \
 	JNZ       stop
 
+// ARGS loads the arguments of every codec here: DI = dst, SI = src,
+// CX = the number of whole groups of 8, AX = elements done (0).
+#define ARGS \
+	MOVQ dst+0(FP), DI \
+	MOVQ src+8(FP), SI \
+	MOVQ n+16(FP), CX \
+	SHRQ $3, CX \
+	XORQ AX, AX
+
+// NEXT8 moves on by one group of 8: src by sin bytes, dst by dout.
+#define NEXT8(sin, dout, loop) \
+	ADDQ $sin, SI \
+	ADDQ $dout, DI \
+	ADDQ $8, AX \
+	DECQ CX \
+	JMP  loop
+
+// DONE returns the elements done.
+#define DONE \
+	VZEROUPPER \
+	MOVQ AX, ret+24(FP) \
+	RET
+
 // func encF16(dst *byte, src *float64, n int) int
 TEXT ·encF16(SB), NOSPLIT, $0-32
-	MOVQ         dst+0(FP), DI
-	MOVQ         src+8(FP), SI
-	MOVQ         n+16(FP), CX
-	SHRQ         $3, CX
-	XORQ         AX, AX
+	ARGS
 	VBROADCASTSD absmask<>(SB), Y15
 	VPBROADCASTD one32<>(SB), X14
 
@@ -78,24 +97,24 @@ ef16loop:
 	VINSERTF128 $1, X5, Y4, Y4
 	VCVTPS2PH   $0, Y4, X6
 	VMOVDQU     X6, (DI)
-	ADDQ        $64, SI
-	ADDQ        $16, DI
-	ADDQ        $8, AX
-	DECQ        CX
-	JMP         ef16loop
+	NEXT8(64, 16, ef16loop)
 
 ef16done:
-	VZEROUPPER
-	MOVQ AX, ret+24(FP)
-	RET
+	DONE
+
+// RNE16 rounds the four float32 bit patterns in x to their upper 16 bits,
+// to nearest even: (u + 0x7fff + (u>>16 & 1)) >> 16. X13: 0x7fff, X14:
+// ones. Clobbers X6.
+#define RNE16(x) \
+	VPSRLD $16, x, X6 \
+	VPAND  X14, X6, X6 \
+	VPADDD X13, X6, X6 \
+	VPADDD X6, x, x \
+	VPSRLD $16, x, x
 
 // func encBF16(dst *byte, src *float64, n int) int
 TEXT ·encBF16(SB), NOSPLIT, $0-32
-	MOVQ         dst+0(FP), DI
-	MOVQ         src+8(FP), SI
-	MOVQ         n+16(FP), CX
-	SHRQ         $3, CX
-	XORQ         AX, AX
+	ARGS
 	VBROADCASTSD absmask<>(SB), Y15
 	VPBROADCASTD one32<>(SB), X14
 	VPBROADCASTD bf16round<>(SB), X13
@@ -108,29 +127,14 @@ ebf16loop:
 	NAN8(ebf16done)
 	ODD4(Y0, X4)
 	ODD4(Y1, X5)
-	// Round to nearest even on the low 16 bits: u + 0x7fff + (u>>16 & 1).
-	VPSRLD    $16, X4, X6
-	VPAND     X14, X6, X6
-	VPADDD    X13, X6, X6
-	VPADDD    X6, X4, X4
-	VPSRLD    $16, X4, X4
-	VPSRLD    $16, X5, X6
-	VPAND     X14, X6, X6
-	VPADDD    X13, X6, X6
-	VPADDD    X6, X5, X5
-	VPSRLD    $16, X5, X5
+	RNE16(X4)
+	RNE16(X5)
 	VPACKUSDW X5, X4, X6
 	VMOVDQU   X6, (DI)
-	ADDQ      $64, SI
-	ADDQ      $16, DI
-	ADDQ      $8, AX
-	DECQ      CX
-	JMP       ebf16loop
+	NEXT8(64, 16, ebf16loop)
 
 ebf16done:
-	VZEROUPPER
-	MOVQ AX, ret+24(FP)
-	RET
+	DONE
 
 // SPECIAL8 jumps to stop when any of the eight 16-bit values at (SI) has
 // all exponent bits set (Inf or NaN) under the mask in X13.
@@ -144,11 +148,7 @@ ebf16done:
 
 // func decF16(dst *float64, src *byte, n int) int
 TEXT ·decF16(SB), NOSPLIT, $0-32
-	MOVQ         dst+0(FP), DI
-	MOVQ         src+8(FP), SI
-	MOVQ         n+16(FP), CX
-	SHRQ         $3, CX
-	XORQ         AX, AX
+	ARGS
 	VPBROADCASTW f16exp<>(SB), X13
 
 df16loop:
@@ -161,24 +161,14 @@ df16loop:
 	VCVTPS2PD    X2, Y3
 	VMOVUPD      Y1, (DI)
 	VMOVUPD      Y3, 32(DI)
-	ADDQ         $16, SI
-	ADDQ         $64, DI
-	ADDQ         $8, AX
-	DECQ         CX
-	JMP          df16loop
+	NEXT8(16, 64, df16loop)
 
 df16done:
-	VZEROUPPER
-	MOVQ AX, ret+24(FP)
-	RET
+	DONE
 
 // func decF16F32(dst *float32, src *byte, n int) int
 TEXT ·decF16F32(SB), NOSPLIT, $0-32
-	MOVQ         dst+0(FP), DI
-	MOVQ         src+8(FP), SI
-	MOVQ         n+16(FP), CX
-	SHRQ         $3, CX
-	XORQ         AX, AX
+	ARGS
 	VPBROADCASTW f16exp<>(SB), X13
 
 dff32loop:
@@ -187,24 +177,14 @@ dff32loop:
 	SPECIAL8(dff32done)
 	VCVTPH2PS (SI), Y0
 	VMOVUPS   Y0, (DI)
-	ADDQ      $16, SI
-	ADDQ      $32, DI
-	ADDQ      $8, AX
-	DECQ      CX
-	JMP       dff32loop
+	NEXT8(16, 32, dff32loop)
 
 dff32done:
-	VZEROUPPER
-	MOVQ AX, ret+24(FP)
-	RET
+	DONE
 
 // func decBF16(dst *float64, src *byte, n int) int
 TEXT ·decBF16(SB), NOSPLIT, $0-32
-	MOVQ         dst+0(FP), DI
-	MOVQ         src+8(FP), SI
-	MOVQ         n+16(FP), CX
-	SHRQ         $3, CX
-	XORQ         AX, AX
+	ARGS
 	VPBROADCASTW bf16exp<>(SB), X13
 
 dbf16loop:
@@ -218,13 +198,7 @@ dbf16loop:
 	VCVTPS2PD    X2, Y3
 	VMOVUPD      Y1, (DI)
 	VMOVUPD      Y3, 32(DI)
-	ADDQ         $16, SI
-	ADDQ         $64, DI
-	ADDQ         $8, AX
-	DECQ         CX
-	JMP          dbf16loop
+	NEXT8(16, 64, dbf16loop)
 
 dbf16done:
-	VZEROUPPER
-	MOVQ AX, ret+24(FP)
-	RET
+	DONE
