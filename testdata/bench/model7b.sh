@@ -3,7 +3,8 @@
 # projection matrices of 4096×4096 and 11008×4096, decaying spectra), split at
 # r = 128 in one streaming pass and merged back, against copying the files.
 # Prints a table; the checkpoint is cached in $SORSA_BENCH_DIR (default
-# /tmp/sorsa-bench, ~13 GiB; generating it takes a while the first time).
+# /tmp/sorsa-bench, ~13 GiB; generating it takes a while the first time), its
+# split beside it in <checkpoint>-out/ (another 13 GiB while it runs).
 #   LAYERS=4 testdata/bench/model7b.sh     # a quicker run on the first 4 layers' shapes
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -38,14 +39,16 @@ cold() {
 }
 cache_note="page cache dropped before each"
 [ -w /proc/sys/vm/drop_caches ] || cache_note="page cache NOT dropped (not root)"
-rm -rf "$dir/out" "$dir/merged" "$dir/copy"
+out="$model-out" # the split and the merge, beside their checkpoint
+rm -rf "$out" "$dir/copy"
 cold
 read -r copy_s _ < <(measure copy sh -c 'cp -r "$1" "$2" && sync' copy "$model" "$dir/copy")
 rm -rf "$dir/copy"
-read -r split_s split_rss < <(measure split "$bin/sorsa-convert" split "$model" -r "$rank" -t llama --svd randomized --json -o "$dir/out")
+read -r split_s split_rss < <(measure split "$bin/sorsa-convert" split "$model" -r "$rank" -t llama --svd randomized --json -o "$out/split")
 cold
-read -r merge_s merge_rss < <(measure merge "$bin/sorsa-convert" merge "$dir/out/residual" "$dir/out/adapter" --json -o "$dir/merged")
-read -r verify_s verify_rss < <(measure verify "$bin/sorsa-convert" verify "$model" "$dir/out/residual" "$dir/out/adapter" --json)
+read -r merge_s merge_rss < <(measure merge "$bin/sorsa-convert" merge "$out/split/residual" "$out/split/adapter" --json -o "$out/merged")
+read -r verify_s verify_rss < <(measure verify "$bin/sorsa-convert" verify "$model" "$out/split/residual" "$out/split/adapter" --json)
+rm -rf "$out/merged"
 ntargets=$(python3 -c "import json;print(len(json.load(open('$dir/split.out'))['targets']))")
 svd_sum=$(python3 -c "import json;print('%.1f'%sum(t['seconds'] for t in json.load(open('$dir/split.out'))['targets']))")
 cores=$(nproc)
