@@ -2,6 +2,8 @@
 
 package surgery
 
+import "golang.org/x/sys/cpu"
+
 // The assembly microkernels in gemm_amd64.s; each adds an mr×kc strip times
 // a kc×nr panel into an mr×nr tile of c (row stride ldc, in elements).
 
@@ -20,30 +22,12 @@ func kernS6x16AVX2(kc int, a, b, c *float32, ldc int)
 //go:noescape
 func kernD6x8AVX2(kc int, a, b, c *float64, ldc int)
 
-func cpuid(eax, ecx uint32) (a, b, c, d uint32)
-
-func xgetbv() (eax, edx uint32)
-
 // cpuFeatures reports whether the CPU and the operating system support
-// AVX2 with FMA, and AVX-512F.
+// AVX2 with FMA, and AVX-512F (x/sys/cpu checks that the OS saves the
+// YMM, and for AVX-512 the opmask and ZMM, state).
 func cpuFeatures() (avx2, avx512 bool) {
-	maxID, _, _, _ := cpuid(0, 0)
-	if maxID < 7 {
-		return false, false
-	}
-	_, _, ecx1, _ := cpuid(1, 0)
-	const fma, osxsave, avx = 1 << 12, 1 << 27, 1 << 28
-	if ecx1&(fma|osxsave|avx) != fma|osxsave|avx {
-		return false, false
-	}
-	xcr0, _ := xgetbv()
-	if xcr0&0x6 != 0x6 { // XMM and YMM state saved by the OS
-		return false, false
-	}
-	_, ebx7, _, _ := cpuid(7, 0)
-	avx2 = ebx7&(1<<5) != 0
-	avx512 = avx2 && ebx7&(1<<16) != 0 && xcr0&0xe0 == 0xe0 // opmask, ZMM0-15, ZMM16-31
-	return avx2, avx512
+	avx2 = cpu.X86.HasAVX2 && cpu.X86.HasFMA
+	return avx2, avx2 && cpu.X86.HasAVX512F
 }
 
 // archKernels lists the microkernels this CPU can run, fastest first; the

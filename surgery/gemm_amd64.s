@@ -290,25 +290,6 @@ d256store:
 	VZEROUPPER
 	RET
 
-// func cpuid(eax, ecx uint32) (a, b, c, d uint32)
-TEXT ·cpuid(SB), NOSPLIT, $0-24
-	MOVL eax+0(FP), AX
-	MOVL ecx+4(FP), CX
-	CPUID
-	MOVL AX, a+8(FP)
-	MOVL BX, b+12(FP)
-	MOVL CX, c+16(FP)
-	MOVL DX, d+20(FP)
-	RET
-
-// func xgetbv() (eax, edx uint32)
-TEXT ·xgetbv(SB), NOSPLIT, $0-8
-	MOVL $0, CX
-	XGETBV
-	MOVL AX, eax+0(FP)
-	MOVL DX, edx+4(FP)
-	RET
-
 // func packTN8f32(dst *float32, ss int, src *float32, lda, kc, strips, pf int)
 // For kk in [0, kc): copies the 8-float groups src[kk·lda + 8s .. +8] to
 // dst[s·ss + 8kk .. +8] for s in [0, strips), prefetching the same segment
