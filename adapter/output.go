@@ -41,7 +41,6 @@ type outFile struct {
 	h     hash.Hash
 	crc   hash.Hash32
 	w     io.Writer
-	sum   string
 }
 
 // Write implements io.Writer, hashing what it writes.
@@ -141,18 +140,13 @@ func (o *outputs) copyFile(dst, src string) (*outFile, error) {
 	return f, err
 }
 
-// sumSoFar returns the hex sha256 of what was written to f so far.
-func (f *outFile) sumSoFar() string {
-	if f.h == nil {
-		return ""
-	}
-	return hex.EncodeToString(f.h.Sum(nil))
-}
-
 // hashSoFar returns f's path (base name) and the checksums of what was
-// written to it so far.
+// written to it so far (none when the set does not hash).
 func (f *outFile) hashSoFar() FileHash {
-	fh := FileHash{Path: filepath.Base(f.final), SHA256: f.sumSoFar()}
+	fh := FileHash{Path: filepath.Base(f.final)}
+	if f.h != nil {
+		fh.SHA256 = hex.EncodeToString(f.h.Sum(nil))
+	}
 	if f.crc != nil {
 		fh.CRC32C = hex.EncodeToString(f.crc.Sum(nil))
 	}
@@ -169,9 +163,6 @@ func (o *outputs) commit() error {
 		}
 		if err := f.tmp.Close(); err != nil {
 			return fmt.Errorf("%s: %w", f.final, err)
-		}
-		if f.h != nil {
-			f.sum = hex.EncodeToString(f.h.Sum(nil))
 		}
 	}
 	// Staged files (written by another package's writer under their final
