@@ -267,12 +267,7 @@ func lossOf(diff float32, useMad bool) float32 {
 // (weights x²): a symmetric nmax-level quantization of x searched over 19
 // candidate scales. It fills L with levels + nmax and returns the scale.
 func makeQX(nmax int, x []float32, L []int8) float32 {
-	var maxv, amax float32
-	for _, v := range x {
-		if a := abs32(v); a > amax {
-			amax, maxv = a, v
-		}
-	}
+	maxv, amax := absMax(x)
 	if amax < groupMaxEps {
 		for i := range L[:len(x)] {
 			L[i] = 0
@@ -408,14 +403,10 @@ func quantQ6_K(dst []byte, src []float32) {
 	for i := 0; i < len(src)/qkK; i++ {
 		x := src[qkK*i : qkK*i+qkK]
 		b := dst[210*i : 210*i+210]
-		var maxScale, maxAbsScale float32
 		for ib := 0; ib < 16; ib++ {
-			s := makeQX(32, x[16*ib:16*ib+16], L[16*ib:16*ib+16])
-			scales[ib] = s
-			if a := abs32(s); a > maxAbsScale {
-				maxAbsScale, maxScale = a, s
-			}
+			scales[ib] = makeQX(32, x[16*ib:16*ib+16], L[16*ib:16*ib+16])
 		}
+		maxScale, maxAbsScale := absMax(scales[:])
 		if maxAbsScale < groupMaxEps {
 			clear(b)
 			continue

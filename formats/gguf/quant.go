@@ -48,15 +48,10 @@ func init() {
 		Q5_K: {dequantQ5_K, nil},
 		Q6_K: {dequantQ6_K, quantQ6_K},
 	}
-	for h := range f16Table {
-		f16Table[h] = dtype.F16ToFloat32(uint16(h))
-	}
 }
 
-// f16Table decodes every binary16 value; the quant scales are F16.
-var f16Table [1 << 16]float32
-
-func f16At(b []byte) float32 { return f16Table[binary.LittleEndian.Uint16(b)] }
+// f16At decodes the binary16 at b (the quant scales are F16).
+func f16At(b []byte) float32 { return dtype.F16ToFloat32(binary.LittleEndian.Uint16(b)) }
 
 func putF16(b []byte, f float32) { binary.LittleEndian.PutUint16(b, dtype.F16FromFloat32(f)) }
 
@@ -136,11 +131,7 @@ func parallel(n, minChunk int, f func(lo, hi int)) {
 
 // ---- plain types
 
-func dequantF32(dst []float32, src []byte) {
-	for i := range dst {
-		dst[i] = math.Float32frombits(binary.LittleEndian.Uint32(src[4*i:]))
-	}
-}
+func dequantF32(dst []float32, src []byte) { dtype.Decode(dtype.F32, dst, src) }
 
 func quantF32(dst []byte, src []float32) {
 	for i, x := range src {
@@ -148,11 +139,7 @@ func quantF32(dst []byte, src []float32) {
 	}
 }
 
-func dequantF16(dst []float32, src []byte) {
-	for i := range dst {
-		dst[i] = f16Table[binary.LittleEndian.Uint16(src[2*i:])]
-	}
-}
+func dequantF16(dst []float32, src []byte) { dtype.Decode(dtype.F16, dst, src) }
 
 func quantF16(dst []byte, src []float32) {
 	for i, x := range src {
@@ -160,11 +147,7 @@ func quantF16(dst []byte, src []float32) {
 	}
 }
 
-func dequantBF16(dst []float32, src []byte) {
-	for i := range dst {
-		dst[i] = dtype.BF16ToFloat32(binary.LittleEndian.Uint16(src[2*i:]))
-	}
-}
+func dequantBF16(dst []float32, src []byte) { dtype.Decode(dtype.BF16, dst, src) }
 
 func quantBF16(dst []byte, src []float32) {
 	for i, x := range src {
