@@ -3,6 +3,7 @@ package adapter
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -432,6 +433,10 @@ func TestNonFiniteWeights(t *testing.T) {
 	vr, err := Verify(context.Background(), src, filepath.Join(out, "residual.safetensors"), filepath.Join(out, "adapter"), VerifyOptions{})
 	if err != nil || !vr.OK {
 		t.Fatalf("verify: %v %+v", err, vr)
+	}
+	// The report is what `verify --json` prints: no NaN may leak into it.
+	if _, err := json.Marshal(vr); err != nil {
+		t.Errorf("verify report: %v", err)
 	}
 }
 

@@ -211,6 +211,13 @@ func checkSource(cfg *Config, m model) (bool, string) {
 
 func verifyOne(om, rm model, ad *Loaded, mod Module, ot, rt Tensor, opts VerifyOptions) (TargetVerify, error) {
 	tv := TargetVerify{Tensor: ot.Name}
+	if mod.NonFinite {
+		// Passed through untouched: the residual must equal the original
+		// (rebuilding it would only spread the NaN into the measures).
+		tv.OK = bytesEqualTensor(om, rm, ot, rt)
+		tv.Skipped = "holds NaN/Inf; passed through"
+		return tv, nil
+	}
 	w, err := om.Decode(ot)
 	if err != nil {
 		return tv, wrapInput(err)
@@ -260,14 +267,8 @@ func verifyOne(om, rm model, ad *Loaded, mod Module, ot, rt Tensor, opts VerifyO
 	if den > 0 {
 		tv.FroRel = math.Sqrt(num / den)
 	}
-	if ad.Kind == KindSORSA && !mod.NonFinite {
+	if ad.Kind == KindSORSA {
 		tv.OrthA, tv.OrthB = surgery.Orthonormality(f)
-	}
-	if mod.NonFinite {
-		// Passed through untouched: the residual must equal the original.
-		tv.OK = bytesEqualTensor(om, rm, ot, rt)
-		tv.Skipped = "holds NaN/Inf; passed through"
-		return tv, nil
 	}
 	okRecon := hasKind && tv.RoundingRatio <= 1
 	if !hasKind {
