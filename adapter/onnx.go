@@ -110,8 +110,19 @@ func (om *onnxModel) defaultTargets() []Tensor {
 	return out
 }
 
+// weight decodes t from the targets found when the model was opened (not
+// walking the graph again for each weight).
+func (om *onnxModel) weight(t Tensor) (onnx.Target, []float32, error) {
+	tg, ok := om.targets[t.Name]
+	if !ok {
+		return tg, nil, fmt.Errorf("%s: tensor %q: %w", om.path, t.Name, onnx.ErrNotFound)
+	}
+	data, err := om.m.WeightOf(tg)
+	return tg, data, err
+}
+
 func (om *onnxModel) Decode(t Tensor) (*surgery.Matrix, error) {
-	tg, data, err := om.m.Weight(t.Name)
+	tg, data, err := om.weight(t)
 	if err != nil {
 		return nil, err
 	}
@@ -119,7 +130,7 @@ func (om *onnxModel) Decode(t Tensor) (*surgery.Matrix, error) {
 }
 
 func (om *onnxModel) Raw(t Tensor) ([]byte, error) {
-	_, data, err := om.m.Weight(t.Name)
+	_, data, err := om.weight(t)
 	if err != nil {
 		return nil, err
 	}
@@ -180,7 +191,7 @@ func splitONNX(ctx context.Context, om *onnxModel, targets []Tensor, outDir stri
 			return nil, "", err
 		}
 		if r.residual != nil {
-			if err := om.m.ReplaceWeight(t.Name, r.residual); err != nil {
+			if err := om.m.ReplaceTarget(om.targets[t.Name], r.residual); err != nil {
 				return nil, "", fmt.Errorf("%s: %w", om.path, err)
 			}
 		}

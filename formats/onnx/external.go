@@ -112,9 +112,13 @@ func (m *Model) externalSection(t *pb.TensorProto, want int64) (*os.File, span, 
 // readExternal reads an external tensor's size bytes (or its staged
 // replacement).
 func (m *Model) readExternal(t *pb.TensorProto, size int64) ([]byte, error) {
-	if s, ok := m.staged[t]; ok {
+	m.mu.Lock()
+	s, ok := m.staged[t]
+	scratch := m.scratch
+	m.mu.Unlock()
+	if ok {
 		b := make([]byte, s.n)
-		if _, err := m.scratch.ReadAt(b, s.off); err != nil {
+		if _, err := scratch.ReadAt(b, s.off); err != nil {
 			return nil, m.tensorError(t, "scratch file", err)
 		}
 		return b, nil

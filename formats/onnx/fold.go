@@ -158,7 +158,7 @@ func (m *Model) merge(factors map[string]Factors) error {
 			return err
 		}
 		addLowRank(wr, f, tg.Out, tg.In)
-		if err := m.replace(tg, wr); err != nil {
+		if err := m.ReplaceTarget(tg, wr); err != nil {
 			return err
 		}
 	}

@@ -37,7 +37,7 @@ func FuzzDecode(f *testing.F) {
 		_ = Validate(m)
 		if ts, err := Targets(m); err == nil {
 			for _, tg := range ts {
-				m.canonical(tg)
+				m.WeightOf(tg)
 			}
 		}
 		eachTensor(m.Proto, func(r tensorRef) error {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"google.golang.org/protobuf/proto"
 
@@ -29,6 +30,9 @@ type Model struct {
 	// File is the model file's path, for messages; "" for Decode.
 	File string
 
+	// mu guards staged, scratch and scratchEnd, so that one weight can be
+	// read while another is replaced.
+	mu         sync.Mutex
 	staged     map[*pb.TensorProto]span // replaced elements of external tensors, in scratch
 	scratch    *os.File
 	scratchEnd int64
@@ -105,6 +109,8 @@ func (m *Model) Close() error {
 // scratch file (so that replacing many large weights does not hold them all
 // in memory) until the model is written.
 func (m *Model) stageExternal(t *pb.TensorProto, b []byte) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if m.scratch == nil {
 		f, err := os.CreateTemp("", "sorsa-onnx-*.data")
 		if err != nil {

@@ -29,11 +29,13 @@ func (m *Model) Weight(name string) (Target, []float32, error) {
 	if err != nil {
 		return t, nil, err
 	}
-	w, err := m.canonical(t)
+	w, err := m.WeightOf(t)
 	return t, w, err
 }
 
-func (m *Model) canonical(t Target) ([]float32, error) {
+// WeightOf is Weight for a Target found earlier by Targets on this model,
+// without walking the graph again.
+func (m *Model) WeightOf(t Target) ([]float32, error) {
 	if !IsFloat(t.DType) || len(t.Shape) != 2 {
 		return nil, fmt.Errorf("onnx: %q: %w: %s", t.Name, ErrNotTarget, t.Reason)
 	}
@@ -58,10 +60,13 @@ func (m *Model) ReplaceWeight(name string, w []float64) error {
 	if err != nil {
 		return err
 	}
-	return m.replace(t, w)
+	return m.ReplaceTarget(t, w)
 }
 
-func (m *Model) replace(t Target, w []float64) error {
+// ReplaceTarget is ReplaceWeight for a Target found earlier by Targets on
+// this model, without walking the graph again. Weights may be read
+// (WeightOf) while another is being replaced.
+func (m *Model) ReplaceTarget(t Target, w []float64) error {
 	if !t.Targetable {
 		return fmt.Errorf("onnx: %q: %w: %s", t.Name, ErrNotTarget, t.Reason)
 	}
