@@ -133,6 +133,12 @@ func ggufKind(t gguf.Type) (dtype.Kind, bool) {
 	return 0, false
 }
 
+// isPlain reports whether t is a plain float ggml type (F32, F16, BF16).
+func isPlain(t gguf.Type) bool {
+	_, ok := ggufKind(t)
+	return ok
+}
+
 // parseGGMLType maps a type name in any case (q4_k, Q4_K, f16) to its id.
 func parseGGMLType(name string) (gguf.Type, bool) { return gguf.TypeByName(strings.ToUpper(name)) }
 

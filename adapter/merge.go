@@ -222,7 +222,7 @@ func prefetch(m model, t Tensor) {
 func normalizeDType(m model, dt string) (string, error) {
 	switch m.Format() {
 	case "gguf":
-		if typ, ok := parseGGMLType(dt); ok && (typ.CanQuantize() || typ == 0 || typ == 1 || typ == 30) {
+		if typ, ok := parseGGMLType(dt); ok && (typ.CanQuantize() || isPlain(typ)) {
 			return typ.String(), nil
 		}
 		return "", inputErr("type %q is not writable for GGUF (want f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k or q6_k)", dt)

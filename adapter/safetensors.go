@@ -14,7 +14,7 @@ import (
 )
 
 // IndexName is the index of a sharded Hugging Face checkpoint.
-const IndexName = "model.safetensors.index.json"
+const IndexName = safetensors.IndexFileName
 
 // stModel is a safetensors checkpoint: one file, or a folder of shards with
 // model.safetensors.index.json.
@@ -278,15 +278,4 @@ func (m *stModel) elementKinds(t Tensor, dt string) (in, out dtype.Kind, ok bool
 
 func (m *stModel) section(t Tensor) (io.ReaderAt, error) {
 	return m.file(t).Section(t.Name)
-}
-
-// decodeRows decodes canonical rows i0..i1 of a weight stored as is.
-func (m *stModel) decodeRows(t Tensor, raw []byte, i0, i1 int, dst []float64) error {
-	k, ok := safetensors.DType(t.DType).Kind()
-	if !ok || t.Transposed {
-		return fmt.Errorf("tensor %q: cannot decode rows of %s", t.Name, t.DType)
-	}
-	sz := k.Size() * t.In
-	dtype.DecodeFloat64(k, dst, raw[i0*sz:i1*sz])
-	return nil
 }
