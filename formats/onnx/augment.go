@@ -72,7 +72,7 @@ func Augment(m *Model, factors map[string]Factors, regularizer bool) (*Model, er
 	if err != nil {
 		return nil, err
 	}
-	ts, _, err := targets(out)
+	ts, err := Targets(out)
 	if err != nil {
 		return nil, err
 	}

@@ -78,7 +78,6 @@ type Target struct {
 	Notes []string
 
 	tensor *pb.TensorProto
-	def    *valueDef
 }
 
 // Module returns the name SORSA factors of the weight are stored under: the
@@ -90,13 +89,8 @@ func (t Target) Module() string { return strings.TrimSuffix(t.Name, ".weight") }
 // initializer or Constant value, with whether and how SORSA can split it.
 // It returns a FormatError for a graph with a cycle.
 func Targets(m *Model) ([]Target, error) {
-	ts, _, err := targets(m)
-	return ts, err
-}
-
-func targets(m *Model) ([]Target, *graphIndex, error) {
 	if err := Validate(m); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	ix := indexGraphs(m.Proto)
 	var out []Target
@@ -128,7 +122,7 @@ func targets(m *Model) ([]Target, *graphIndex, error) {
 			}
 		}
 	}
-	return out, ix, nil
+	return out, nil
 }
 
 // target describes vd if some MatMul or Gemm reads it as B.
@@ -150,7 +144,7 @@ func (ix *graphIndex) target(vd *valueDef, ambiguous bool) (Target, bool) {
 	tg := Target{
 		Name: vd.name, Graph: vd.sc.path, DType: t.GetDataType(),
 		Shape: append([]int64(nil), t.GetDims()...), Place: PlaceOf(t),
-		Consumers: consumers, tensor: t, def: vd,
+		Consumers: consumers, tensor: t,
 	}
 	if vd.kind == defConstant {
 		tg.Storage, tg.Node = ConstantNode, nodeLabel(vd.node, vd.index)

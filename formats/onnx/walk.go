@@ -13,7 +13,6 @@ type scope struct {
 	g      *pb.GraphProto
 	path   string // "graph", "graph/If_0.then_branch", ...
 	parent *scope
-	owner  *pb.NodeProto // node holding this graph in an attribute; nil for the main graph
 }
 
 // nodeLabel names a node for messages and paths: its name, or its op type
@@ -41,13 +40,13 @@ func walkScope(s *scope, fn func(*scope) error) error {
 	for i, n := range s.g.GetNode() {
 		for _, a := range n.GetAttribute() {
 			if g := a.GetG(); g != nil {
-				sub := &scope{g: g, path: s.path + "/" + nodeLabel(n, i) + "." + a.GetName(), parent: s, owner: n}
+				sub := &scope{g: g, path: s.path + "/" + nodeLabel(n, i) + "." + a.GetName(), parent: s}
 				if err := walkScope(sub, fn); err != nil {
 					return err
 				}
 			}
 			for k, g := range a.GetGraphs() {
-				sub := &scope{g: g, path: fmt.Sprintf("%s/%s.%s[%d]", s.path, nodeLabel(n, i), a.GetName(), k), parent: s, owner: n}
+				sub := &scope{g: g, path: fmt.Sprintf("%s/%s.%s[%d]", s.path, nodeLabel(n, i), a.GetName(), k), parent: s}
 				if err := walkScope(sub, fn); err != nil {
 					return err
 				}
