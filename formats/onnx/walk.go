@@ -6,8 +6,8 @@ import (
 	pb "github.com/sorsa-convert/sorsa-convert/formats/onnx/onnxpb"
 )
 
-// scope is a graph together with where it sits: the enclosing graph and the
-// node whose attribute holds it. Subgraphs may read the values of every
+// scope is a graph together with where it sits: the enclosing graph, and
+// in path the node and attribute that hold it. Subgraphs may read the values of every
 // enclosing graph.
 type scope struct {
 	g      *pb.GraphProto
