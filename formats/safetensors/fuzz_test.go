@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"maps"
+	"path/filepath"
 	"slices"
 	"testing"
 )
@@ -69,6 +70,39 @@ func FuzzReader(f *testing.F) {
 		// Our own output is canonical: rewriting it again is the identity.
 		if third := copyFile(t, g); !bytes.Equal(third, again) {
 			t.Fatal("rewrite of our own file is not byte-identical")
+		}
+	})
+}
+
+// FuzzParseIndex: the sharded index parser never panics, and whatever it
+// accepts names only local shard paths and writes back to an index that
+// parses to the same map.
+func FuzzParseIndex(f *testing.F) {
+	f.Add([]byte(`{"metadata":{"total_size":12},"weight_map":{"a":"model-00001-of-00002.safetensors","b":"sub/x.safetensors"}}`))
+	f.Add([]byte(`{"weight_map":{}}`))
+	f.Add([]byte(`{"weight_map":{"a":"../escape.safetensors"}}`))
+	f.Add([]byte(`{"weight_map":{"a":"/abs"}} {}`))
+	f.Add([]byte(`{"metadata":null}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		ix, err := parseIndex(data)
+		if err != nil {
+			return
+		}
+		for name, shard := range ix.WeightMap {
+			if !filepath.IsLocal(filepath.FromSlash(shard)) {
+				t.Fatalf("accepted tensor %q in non-local shard %q", name, shard)
+			}
+		}
+		path := filepath.Join(t.TempDir(), IndexFileName)
+		if err := WriteIndex(path, ix); err != nil {
+			t.Fatalf("accepted index does not write back: %v", err)
+		}
+		back, err := ReadIndex(path)
+		if err != nil {
+			t.Fatalf("written index does not read back: %v", err)
+		}
+		if !maps.Equal(back.WeightMap, ix.WeightMap) {
+			t.Fatalf("weight map changed in a write/read round trip: %v → %v", ix.WeightMap, back.WeightMap)
 		}
 	})
 }
