@@ -118,7 +118,7 @@ def main():
     subprocess.run(build + ["./surgery/bench/svdbench"], cwd=ROOT, check=True)
 
     # The BLAS torch runs on, for scale: the product shape of a power
-    # iteration (our kernels: go test -bench 'Gemm/.*/4096x144x4096/tA=false/f32' ./surgery/).
+    # iteration (our kernels: go test -run '^$' -bench 'Gemm/.*/4096x144x4096/tA=false/f32$' ./surgery/).
     a, b = torch.randn(4096, 4096), torch.randn(4096, 144)
     torch.mm(a, b)
     t0 = time.perf_counter()
