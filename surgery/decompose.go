@@ -199,9 +199,7 @@ func (t *triplets) factors() *Factors {
 // toDense returns w as a float64 gonum matrix.
 func toDense(w *Matrix) *mat.Dense {
 	d := make([]float64, len(w.Data))
-	for i, v := range w.Data {
-		d[i] = float64(v)
-	}
+	widenInto(d, w.Data)
 	return mat.NewDense(w.Rows, w.Cols, d)
 }
 

@@ -50,12 +50,8 @@ func NewPrincipal(f *Factors, scale float64) *Principal {
 		p.coef = append(p.coef, blk)
 	}
 	a := make([]float64, r*n)
-	for i, v := range f.A.Data {
-		a[i] = float64(v)
-	}
-	bp := packB(a, n, r, n, kern.nr, 1)
-	p.panels = append([]float64(nil), bp...) // packB's buffer goes back to its pool
-	putBuf(bp)
+	widenInto(a, f.A.Data)
+	p.panels = packB(a, n, r, n, kern.nr, 1) // kept, not handed back to the products' pool
 	return p
 }
 

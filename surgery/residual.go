@@ -41,10 +41,8 @@ func Residual(w *Matrix, f *Factors, scale float64, dst []float64) {
 	if len(w.Data) != w.Rows*w.Cols {
 		panic(fmt.Sprintf("surgery: Residual: %d×%d matrix with %d elements", w.Rows, w.Cols, len(w.Data)))
 	}
-	for i, v := range w.Data {
-		dst[i] = float64(v)
-	}
-	accumulatePrincipal(dst, f, -scale)
+	widenInto(dst, w.Data)
+	NewPrincipal(f, -scale).AddTo(dst)
 }
 
 // AddPrincipal adds scale·B·diag(S)·A to dst (rows × cols, row-major float64):
@@ -53,11 +51,7 @@ func Residual(w *Matrix, f *Factors, scale float64, dst []float64) {
 //
 // It panics if f does not fit a dst of B.Rows × A.Cols elements.
 func AddPrincipal(dst []float64, f *Factors, scale float64) {
-	if f == nil || f.A == nil || f.B == nil {
-		panic("surgery: AddPrincipal: missing factors")
-	}
-	mustFit(f, f.B.Rows, f.A.Cols, len(dst))
-	accumulatePrincipal(dst, f, scale)
+	NewPrincipal(f, scale).AddTo(dst)
 }
 
 func mustFit(f *Factors, rows, cols, n int) {
@@ -67,13 +61,6 @@ func mustFit(f *Factors, rows, cols, n int) {
 	if n != rows*cols {
 		panic(fmt.Sprintf("surgery: destination has %d elements, want %d×%d", n, rows, cols))
 	}
-}
-
-// accumulatePrincipal does dst += scale·B·diag(S)·A (dst rows × cols,
-// row-major), on all cores, block by block (see Principal).
-func accumulatePrincipal(dst []float64, f *Factors, scale float64) {
-	p := NewPrincipal(f, scale)
-	p.AddTo(dst)
 }
 
 // Orthonormality returns ‖A·Aᵀ − I‖_F and ‖Bᵀ·B − I‖_F (unsquared, float64
@@ -93,9 +80,7 @@ func gramDeviationRows(a *Matrix) float64 {
 	}
 	r, n := a.Rows, a.Cols
 	a64 := make([]float64, len(a.Data))
-	for i, v := range a.Data {
-		a64[i] = float64(v)
-	}
+	widenInto(a64, a.Data)
 	// Row i of the lower triangle holds i+1 dot products; the per-row sums
 	// are added in order afterwards so the result does not depend on
 	// scheduling.
@@ -126,9 +111,7 @@ func gramDeviationCols(b *Matrix) float64 {
 	}
 	m, r := b.Rows, b.Cols
 	b64 := make([]float64, len(b.Data))
-	for i, v := range b.Data {
-		b64[i] = float64(v)
-	}
+	widenInto(b64, b.Data)
 	g := make([]float64, r*r)
 	mulT(g, b64, b64, m, r, r)
 	for i := 0; i < r; i++ {
