@@ -214,32 +214,49 @@ func (l *Loaded) checkResidual(m model, want digest) error {
 	if want == digestCRC32C {
 		name, sum = "crc32c", func(f FileHash) string { return f.CRC32C }
 	}
-	got := hashFiles(m, modelFiles(m), want)
-	if got.err != nil {
-		return got.err
-	}
-	// A single-file residual may have been renamed: compare its content.
-	if len(got.files) == 1 && len(rec) == 1 {
-		g, w := got.files[0], rec[0]
-		if sum(g) != sum(w) {
-			return inputErr("%s: residual %s has %s %s but the adapter was split with %s (%s %s); use --force to merge anyway", l.Dir, m.Path(), name, sum(g), w.Path, name, sum(w))
-		}
+	got, w, diff, err := fileDiff(m, rec, want)
+	switch {
+	case err != nil:
+		return err
+	case !diff:
 		return nil
+	case len(rec) == 1 && len(modelFiles(m)) == 1: // compared whatever its name
+		return inputErr("%s: residual %s has %s %s but the adapter was split with %s (%s %s); use --force to merge anyway", l.Dir, m.Path(), name, sum(got), w.Path, name, sum(w))
+	case w.Path == "":
+		return inputErr("%s: residual file %s is not one this adapter was split with (it records %s); use --force to merge anyway", l.Dir, got.Path, fileList(rec))
+	}
+	return inputErr("%s: residual %s has %s %s but the adapter was split with %s %s; use --force to merge anyway", l.Dir, got.Path, name, sum(got), name, sum(w))
+}
+
+// fileDiff hashes m's files (the checksum want selects) and compares them
+// with the records rec: it returns the first file that differs (got), what
+// was recorded for it (w; zero when nothing was) and diff. A single-file
+// model may have been renamed, so one file is compared with the one record
+// whatever their names.
+func fileDiff(m model, rec []FileHash, want digest) (got, w FileHash, diff bool, err error) {
+	hashed := hashFiles(m, want)
+	if hashed.err != nil {
+		return got, w, false, hashed.err
+	}
+	same := func(a, b FileHash) bool {
+		if want == digestCRC32C {
+			return a.CRC32C == b.CRC32C
+		}
+		return a.SHA256 == b.SHA256
+	}
+	if len(hashed.files) == 1 && len(rec) == 1 {
+		return hashed.files[0], rec[0], !same(hashed.files[0], rec[0]), nil
 	}
 	byPath := map[string]FileHash{}
 	for _, f := range rec {
 		byPath[f.Path] = f
 	}
-	for _, f := range got.files {
-		w, ok := byPath[f.Path]
-		if !ok {
-			return inputErr("%s: residual file %s is not one this adapter was split with (it records %s); use --force to merge anyway", l.Dir, f.Path, fileList(rec))
-		}
-		if sum(w) != sum(f) {
-			return inputErr("%s: residual %s has %s %s but the adapter was split with %s %s; use --force to merge anyway", l.Dir, f.Path, name, sum(f), name, sum(w))
+	for _, f := range hashed.files {
+		if r, ok := byPath[f.Path]; !ok || !same(f, r) {
+			return f, r, true, nil
 		}
 	}
-	return nil
+	return got, w, false, nil
 }
 
 func fileList(fs []FileHash) string {

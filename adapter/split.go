@@ -199,9 +199,8 @@ func Split(ctx context.Context, input, outDir string, opts SplitOptions) (rep *S
 	}()
 
 	// Hash the input while the split runs; it only reads.
-	srcFiles := modelFiles(m)
 	srcHash := make(chan hashResult, 1)
-	go func() { srcHash <- hashFiles(m, srcFiles, digestSHA256) }()
+	go func() { srcHash <- hashFiles(m, digestSHA256) }()
 
 	rep = &SplitReport{Input: input, Format: m.Format(), OutDir: outDir, Rank: opts.Rank, Scale: scale,
 		SVD: SVDConfig{Algorithm: svd.Method.String(), NIter: big.NIter, Oversample: big.Oversample, Seed: svd.Seed, Tol: big.Tol}}
@@ -354,7 +353,10 @@ type hashResult struct {
 	err   error
 }
 
-func hashFiles(m model, files []string, want digest) hashResult {
+// hashFiles hashes m's files (see modelFiles) with the checksums want
+// selects.
+func hashFiles(m model, want digest) hashResult {
+	files := modelFiles(m)
 	dir := m.Path()
 	if st, err := os.Stat(dir); err == nil && !st.IsDir() {
 		dir = filepath.Dir(dir)

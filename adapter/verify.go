@@ -190,21 +190,12 @@ func Verify(ctx context.Context, original, residual, adapterDir string, opts Ver
 }
 
 func checkSource(cfg *Config, m model) (bool, string) {
-	got := hashFiles(m, modelFiles(m), digestSHA256)
-	if got.err != nil {
-		return false, got.err.Error()
+	got, w, diff, err := fileDiff(m, cfg.Source.Files, digestSHA256)
+	if err != nil {
+		return false, err.Error()
 	}
-	want := map[string]string{}
-	for _, f := range cfg.Source.Files {
-		want[f.Path] = f.SHA256
-	}
-	if len(got.files) == 1 && len(cfg.Source.Files) == 1 {
-		want = map[string]string{got.files[0].Path: cfg.Source.Files[0].SHA256}
-	}
-	for _, f := range got.files {
-		if w, ok := want[f.Path]; !ok || w != f.SHA256 {
-			return false, m.Path() + ": " + f.Path + " is not the file the adapter was split from (sha256 " + f.SHA256 + ", recorded " + w + ")"
-		}
+	if diff {
+		return false, m.Path() + ": " + got.Path + " is not the file the adapter was split from (sha256 " + got.SHA256 + ", recorded " + w.SHA256 + ")"
 	}
 	return true, ""
 }
