@@ -72,14 +72,6 @@ func f32Bytes(v []float32) []byte {
 	return out
 }
 
-func bytesF32(b []byte) []float32 {
-	out := make([]float32, len(b)/4)
-	for i := range out {
-		out[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
-	}
-	return out
-}
-
 // readF32 reads a float32 tensor of the given shape from an adapter file.
 func readF32(f *safetensors.File, path, name string, shape ...int64) ([]float32, error) {
 	ti, ok := f.Lookup(name)
@@ -94,26 +86,17 @@ func readF32(f *safetensors.File, path, name string, shape ...int64) ([]float32,
 			return nil, inputErr("%s: tensor %q has shape %v, want %v", path, name, ti.Shape, shape)
 		}
 	}
-	sec, err := f.Section(name)
+	k, ok := ti.DType.Kind()
+	if !ok {
+		return nil, inputErr("%s: tensor %q has dtype %s, want a float type", path, name, ti.DType)
+	}
+	raw, err := f.ReadTensor(name)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	raw := make([]byte, sec.Size())
-	if _, err := io.ReadFull(sec, raw); err != nil {
-		return nil, fmt.Errorf("%s: tensor %q: %w", path, name, err)
-	}
-	switch ti.DType {
-	case "F32":
-		return bytesF32(raw), nil
-	default:
-		k, ok := ti.DType.Kind()
-		if !ok {
-			return nil, inputErr("%s: tensor %q has dtype %s, want a float type", path, name, ti.DType)
-		}
-		out := make([]float32, len(raw)/k.Size())
-		dtype.Decode(k, out, raw)
-		return out, nil
-	}
+	out := make([]float32, len(raw)/k.Size())
+	dtype.Decode(k, out, raw)
+	return out, nil
 }
 
 // readFactors reads one module's factors for a weight of out × in.

@@ -364,16 +364,11 @@ func mustString(v gguf.Value) string {
 // factors reads a LoRA GGUF module as B·diag(1)·A.
 func (lg *loraGGUF) factors(m Module) (*surgery.Factors, error) {
 	read := func(name string, n int) ([]float32, error) {
-		ti, _ := lg.f.Tensor(name)
-		raw, err := lg.f.ReadTensor(name)
-		if err != nil {
-			return nil, err
+		out, err := lg.f.ReadFloat32(name)
+		if err == nil && len(out) != n {
+			err = fmt.Errorf("tensor %q has %d elements, want %d", name, len(out), n)
 		}
-		out := make([]float32, n)
-		if err := gguf.Dequantize(ti.Type, out, raw); err != nil {
-			return nil, fmt.Errorf("tensor %q: %w", name, err)
-		}
-		return out, nil
+		return out, err
 	}
 	a, err := read(m.Tensor+".lora_a", m.Rank*m.In)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
+	"github.com/sorsa-convert/sorsa-convert/formats/dtype"
 	"math"
 	"os"
 	"os/exec"
@@ -26,7 +27,9 @@ type ortTensor struct {
 
 func (o ortTensor) float32s() []float32 {
 	b, _ := base64.StdEncoding.DecodeString(o.B64)
-	return bytesF32(b)
+	out := make([]float32, len(b)/4)
+	dtype.Decode(dtype.F32, out, b)
+	return out
 }
 
 type ortJob struct {

@@ -149,15 +149,7 @@ func (m *stModel) Close() error {
 }
 
 func (m *stModel) Raw(t Tensor) ([]byte, error) {
-	sec, err := m.file(t).Section(t.Name)
-	if err != nil {
-		return nil, err
-	}
-	buf := make([]byte, sec.Size())
-	if _, err := io.ReadFull(sec, buf); err != nil {
-		return nil, fmt.Errorf("tensor %q: %w", t.Name, err)
-	}
-	return buf, nil
+	return m.file(t).ReadTensor(t.Name)
 }
 
 // copyRaw streams t's stored bytes unchanged into sw.
