@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
-	"github.com/sorsa-convert/sorsa-convert/formats/dtype"
 	"math"
 	"os"
 	"os/exec"
@@ -15,6 +14,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sorsa-convert/sorsa-convert/formats/dtype"
 	"github.com/sorsa-convert/sorsa-convert/formats/onnx"
 	"github.com/sorsa-convert/sorsa-convert/surgery"
 )
