@@ -63,6 +63,12 @@ func checkLocation(loc string) error {
 	return nil
 }
 
+// externalPath is the file an external reference points at: its location
+// (with either slash) inside the model's folder.
+func (m *Model) externalPath(r externalRef) string {
+	return filepath.Join(m.Dir, filepath.FromSlash(strings.ReplaceAll(r.location, `\`, "/")))
+}
+
 // externalSection opens the byte range an external tensor points at,
 // after checking that the file really holds want bytes there (want < 0:
 // whatever the reference says). The caller closes the file.
@@ -74,7 +80,7 @@ func (m *Model) externalSection(t *pb.TensorProto, want int64) (*os.File, span, 
 	if m.Dir == "" {
 		return nil, span{}, m.tensorError(t, "external data needs the model's folder (Model.Dir)", nil)
 	}
-	path := filepath.Join(m.Dir, filepath.FromSlash(strings.ReplaceAll(r.location, `\`, "/")))
+	path := m.externalPath(r)
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, span{}, tensorErr(path, t.GetName(), "external data", err)

@@ -265,3 +265,30 @@ func equalFloats(a, b []float64) bool {
 	}
 	return true
 }
+
+// TestWriteRefusesItsSource: WriteFile never writes its data file over an
+// external data file the model still reads, whichever slash the location
+// uses.
+func TestWriteRefusesItsSource(t *testing.T) {
+	for _, loc := range []string{"sub/out.onnx.data", `sub\out.onnx.data`} {
+		dir := t.TempDir()
+		os.MkdirAll(filepath.Join(dir, "sub"), 0o755)
+		m := linearsModel()
+		m.Dir = dir
+		tp := m.Proto.Graph.Initializer[0]
+		externalize(t, m, tp, filepath.Join(dir, "sub"), "out.onnx.data")
+		for _, e := range tp.ExternalData {
+			if e.GetKey() == "location" {
+				e.Value = proto.String(loc)
+			}
+		}
+		before, _ := os.ReadFile(filepath.Join(dir, "sub", "out.onnx.data"))
+		err := WriteFile(filepath.Join(dir, "sub", "out.onnx"), m, nil)
+		if err == nil || !strings.Contains(err.Error(), "holds external data the model reads") {
+			t.Errorf("location %q: WriteFile over the model's own data: %v", loc, err)
+		}
+		if after, _ := os.ReadFile(filepath.Join(dir, "sub", "out.onnx.data")); !bytes.Equal(before, after) {
+			t.Errorf("location %q: the source data file changed", loc)
+		}
+	}
+}

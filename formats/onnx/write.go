@@ -177,7 +177,7 @@ func (m *Model) checkNotSource(dataPath string, ext []*moved) error {
 		if err != nil || m.Dir == "" {
 			continue // reported when the data is read
 		}
-		if st2, err := os.Stat(filepath.Join(m.Dir, filepath.FromSlash(r.location))); err == nil && os.SameFile(st, st2) {
+		if st2, err := os.Stat(m.externalPath(r)); err == nil && os.SameFile(st, st2) {
 			return fmt.Errorf("onnx: %s holds external data the model reads (tensor %q); write the model elsewhere", dataPath, mv.t.GetName())
 		}
 	}
