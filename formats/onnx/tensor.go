@@ -294,11 +294,7 @@ func (m *Model) Float64s(t *pb.TensorProto) ([]float64, error) {
 		if err != nil {
 			return nil, err
 		}
-		out := make([]float64, len(f))
-		for i, v := range f {
-			out[i] = float64(v)
-		}
-		return out, nil
+		return widen(f), nil
 	}
 	n, err := numElements(t)
 	if err != nil {
@@ -315,9 +311,7 @@ func (m *Model) Float64s(t *pb.TensorProto) ([]float64, error) {
 		return nil, err
 	}
 	out := make([]float64, n)
-	for i := range out {
-		out[i] = math.Float64frombits(binary.LittleEndian.Uint64(b[8*i:]))
-	}
+	dtype.DecodeFloat64(dtype.F64, out, b)
 	return out, nil
 }
 
