@@ -1,7 +1,10 @@
 package adapter
 
 import (
+	"crypto/sha256"
 	"fmt"
+	"hash"
+	"hash/crc32"
 	"math/rand/v2"
 	"path/filepath"
 	"testing"
@@ -42,5 +45,27 @@ func BenchmarkMergeMatrix(b *testing.B) {
 				b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 			})
 		}
+	}
+}
+
+// BenchmarkChecksum compares the two residual checks over 64 MiB: sha256
+// (what verify checks) and CRC-32C (what merge checks).
+func BenchmarkChecksum(b *testing.B) {
+	data := make([]byte, 64<<20)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	for _, c := range []struct {
+		name string
+		h    func() hash.Hash
+	}{{"sha256", sha256.New}, {"crc32c", func() hash.Hash { return crc32.New(castagnoli) }}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.SetBytes(int64(len(data)))
+			for b.Loop() {
+				h := c.h()
+				h.Write(data)
+				h.Sum(nil)
+			}
+		})
 	}
 }
