@@ -40,9 +40,6 @@ func rowBlocks(t Tensor, align int, fn func(i0, i1 int, buf []float64) error) er
 // every stored type (ggml blocks run along a row), so the blocks' bytes
 // concatenate to the whole tensor's.
 func encodeRows(m model, t Tensor, dt string, i0, i1 int, vals []float64) ([]byte, error) {
-	if i0 == 0 && i1 == t.Out {
-		return m.Encode(t, dt, vals)
-	}
 	part := t
 	part.Out = i1 - i0
 	return m.Encode(part, dt, vals)
@@ -70,12 +67,7 @@ func residualBytes(m model, t Tensor, dt string, w *surgery.Matrix, f *surgery.F
 			return tiled(t, out, p, nil, func() tileSource { return matrixSource{w} })
 		}
 	}
-	return encodeBlocks(m, t, dt, p, func(i0, i1 int, buf []float64) error {
-		for i, v := range w.Data[i0*t.In : i1*t.In] {
-			buf[i] = float64(v)
-		}
-		return nil
-	})
+	return encodeBlocks(m, t, dt, p, rowsOf(w))
 }
 
 // mergedBytes computes W_r + scale·B·diag(S)·A in float64 and encodes it
@@ -106,12 +98,22 @@ func mergedBytes(m model, t Tensor, dt string, f *surgery.Factors, scale float64
 	if err != nil {
 		return nil, err
 	}
-	return encodeBlocks(m, t, dt, p, func(i0, i1 int, buf []float64) error {
-		for i, v := range wr.Data[i0*t.In : i1*t.In] {
-			buf[i] = float64(v)
-		}
+	return encodeBlocks(m, t, dt, p, rowsOf(wr))
+}
+
+// rowsOf fills a block of rows from a decoded weight.
+func rowsOf(w *surgery.Matrix) func(i0, i1 int, buf []float64) error {
+	return func(i0, i1 int, buf []float64) error {
+		widen(buf, w.Data[i0*w.Cols:i1*w.Cols])
 		return nil
-	})
+	}
+}
+
+// widen copies src into dst as float64 (exactly).
+func widen(dst []float64, src []float32) {
+	for i, v := range src {
+		dst[i] = float64(v)
+	}
 }
 
 // encodeBlocks fills each block of rows with fill, adds p's block and
@@ -158,9 +160,7 @@ type matrixSource struct{ w *surgery.Matrix }
 
 func (matrixSource) load(i0, i1 int) error { return nil }
 func (s matrixSource) row(i, j0 int, dst []float64) {
-	for j, v := range s.w.Data[i*s.w.Cols+j0 : i*s.w.Cols+j0+len(dst)] {
-		dst[j] = float64(v)
-	}
+	widen(dst, s.w.Data[i*s.w.Cols+j0:i*s.w.Cols+j0+len(dst)])
 }
 
 // readerSource reads a block of rows of stored elements at a time.

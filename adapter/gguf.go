@@ -378,12 +378,7 @@ func (lg *loraGGUF) factors(m Module) (*surgery.Factors, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := make([]float32, m.Rank)
-	for i := range s {
-		s[i] = 1
-	}
-	return &surgery.Factors{A: &surgery.Matrix{Rows: m.Rank, Cols: m.In, Data: a}, S: s,
-		B: &surgery.Matrix{Rows: m.Out, Cols: m.Rank, Data: b}}, nil
+	return loraFactors(m, a, b), nil
 }
 
 // quantError returns ‖deq(q) − x‖_F / ‖ref‖_F for a weight x stored as q.
@@ -400,7 +395,6 @@ func quantError(x []float64, deq []float32, ref []float32) float64 {
 	return math.Sqrt(num / den)
 }
 
-// decodeRows dequantizes canonical rows i0..i1 (blocks run along a row).
 func (m *ggufModel) elementKinds(t Tensor, dt string) (in, out dtype.Kind, ok bool) {
 	if dt == "" {
 		dt = t.DType
@@ -419,6 +413,7 @@ func (m *ggufModel) section(t Tensor) (io.ReaderAt, error) {
 	return m.f.Section(t.Name)
 }
 
+// decodeRows dequantizes canonical rows i0..i1 (blocks run along a row).
 func (m *ggufModel) decodeRows(t Tensor, raw []byte, i0, i1 int, dst []float64) error {
 	ti, ok := m.f.Tensor(t.Name)
 	if !ok {
@@ -432,8 +427,6 @@ func (m *ggufModel) decodeRows(t Tensor, raw []byte, i0, i1 int, dst []float64) 
 	if err := gguf.Dequantize(ti.Type, tmp, raw[i0*rs:i1*rs]); err != nil {
 		return fmt.Errorf("tensor %q: %w", t.Name, err)
 	}
-	for i, v := range tmp {
-		dst[i] = float64(v)
-	}
+	widen(dst, tmp)
 	return nil
 }

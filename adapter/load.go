@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 
+	"github.com/sorsa-convert/sorsa-convert/formats/gguf"
 	"github.com/sorsa-convert/sorsa-convert/formats/safetensors"
 	"github.com/sorsa-convert/sorsa-convert/surgery"
 )
@@ -187,12 +188,17 @@ func (l *Loaded) Factors(m Module) (*surgery.Factors, error) {
 	if a == nil {
 		return nil, inputErr("%s: module %q has no lora_A", l.path, m.Name)
 	}
+	return loraFactors(m, a, b), nil
+}
+
+// loraFactors is a plain LoRA's pair B·A as factors B·diag(1)·A.
+func loraFactors(m Module, a, b []float32) *surgery.Factors {
 	s := make([]float32, m.Rank)
 	for i := range s {
 		s[i] = 1
 	}
 	return &surgery.Factors{A: &surgery.Matrix{Rows: m.Rank, Cols: m.In, Data: a}, S: s,
-		B: &surgery.Matrix{Rows: m.Out, Cols: m.Rank, Data: b}}, nil
+		B: &surgery.Matrix{Rows: m.Out, Cols: m.Rank, Data: b}}
 }
 
 // checkResidual compares the residual's files with the checksums recorded
@@ -302,12 +308,17 @@ func nonEmpty(s, def string) string {
 
 // isGGUF reports whether the file starts with the GGUF magic.
 func isGGUF(path string) bool {
+	magic, n, err := fileStart(path)
+	return err == nil && n >= 4 && string(magic[:4]) == gguf.Magic
+}
+
+// fileStart returns the first (up to) 8 bytes of a file and how many it has.
+func fileStart(path string) (magic [8]byte, n int, err error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return false
+		return magic, 0, err
 	}
 	defer f.Close()
-	var b [4]byte
-	_, err = io.ReadFull(f, b[:])
-	return err == nil && string(b[:]) == "GGUF"
+	n, _ = io.ReadFull(f, magic[:])
+	return magic, n, nil
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -15,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sorsa-convert/sorsa-convert/formats/gguf"
 	"github.com/sorsa-convert/sorsa-convert/formats/onnx"
 	"github.com/sorsa-convert/sorsa-convert/formats/safetensors"
 	"github.com/sorsa-convert/sorsa-convert/surgery"
@@ -113,15 +113,12 @@ func openModel(path string) (model, error) {
 	if st.IsDir() {
 		return openSafetensors(path)
 	}
-	var magic [8]byte
-	f, err := os.Open(path)
+	magic, n, err := fileStart(path)
 	if err != nil {
 		return nil, err
 	}
-	n, _ := io.ReadFull(f, magic[:])
-	f.Close()
 	switch {
-	case n >= 4 && string(magic[:4]) == "GGUF":
+	case n >= 4 && string(magic[:4]) == gguf.Magic:
 		return openGGUF(path)
 	case strings.HasSuffix(strings.ToLower(path), ".onnx"):
 		return openONNX(path)

@@ -80,9 +80,7 @@ func quantTolerance(typ string) float64 {
 // (−1 when the type cannot be written).
 func plainQuantError(m model, t Tensor, w *surgery.Matrix) float64 {
 	x := make([]float64, len(w.Data))
-	for i, v := range w.Data {
-		x[i] = float64(v)
-	}
+	widen(x, w.Data)
 	enc, err := m.Encode(t, "", x)
 	if err != nil {
 		return -1
@@ -230,9 +228,7 @@ func verifyOne(om, rm model, ad *Loaded, mod Module, ot, rt Tensor, opts VerifyO
 	align, _ := p.BlockShape()
 	rowBlocks(rt, align, func(i0, i1 int, acc []float64) error {
 		off := i0 * rt.In
-		for i, v := range wr.Data[off : off+len(acc)] {
-			acc[i] = float64(v)
-		}
+		widen(acc, wr.Data[off:off+len(acc)])
 		p.AddBlock(acc, rt.In, i0, i1, 0, rt.In)
 		for i, x := range acc {
 			ref, r := float64(w.Data[off+i]), float64(wr.Data[off+i])
