@@ -49,7 +49,7 @@ type actionError struct {
 func (e *actionError) Error() string { return e.err.Error() }
 func (e *actionError) Unwrap() error { return e.err }
 
-// failed is returned by a command whose check did not pass; its report has
+// errCheckFailed is returned by a command whose check did not pass; its report has
 // already been printed.
 var errCheckFailed = errors.New("check failed")
 
@@ -64,8 +64,6 @@ func fail(ctx context.Context, err error) error {
 		code, err = exitStopped, errors.New("interrupted; no output was written")
 	case errors.Is(err, adapter.ErrInput), errors.Is(err, os.ErrNotExist):
 		code = exitBadUse
-	case errors.Is(err, errCheckFailed):
-		code = exitFailed
 	}
 	return &actionError{err: err, code: code}
 }
@@ -116,10 +114,7 @@ Examples:
 		ErrWriter:       stderr,
 		HideHelpCommand: true,
 		ExitErrHandler:  func(*cli.Context, error) {}, // run() maps errors to exit codes
-		Flags: []cli.Flag{
-			&cli.BoolFlag{Name: "json", Usage: "print a machine-readable JSON report on stdout"},
-			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress bar"},
-		},
+		Flags:           outputFlags(),
 		Commands: []*cli.Command{
 			inspectCommand(ctx),
 			splitCommand(ctx),
