@@ -167,3 +167,14 @@ func tripletResidual(w *Matrix, f *Factors, k int) (left, right float64) {
 	}
 	return left, right
 }
+
+// mulAdd computes c += alpha·a·b, where a is m×k (row-major, float32 or
+// float64), b is k×p and c is m×p (row-major float64).
+func mulAdd[T float](c []float64, alpha float64, a []T, b []float64, m, k, p int) {
+	gemm64(false, m, p, k, alpha, a, k, b, p, c, p, true)
+}
+
+// mul computes c = a·b (a m×k, b k×p, c m×p), overwriting c.
+func mul[T float](c []float64, a []T, b []float64, m, k, p int) {
+	gemm64(false, m, p, k, 1, a, k, b, p, c, p, false)
+}

@@ -43,21 +43,9 @@ func parallelFor(n, chunk int, body func(lo, hi int)) {
 	wg.Wait()
 }
 
-// The float64 products below are the dense-layout entry points the split,
-// the measurements and the tests use; they run on the packed kernels of
-// gemm.go, so they share their determinism (independent of the number of
-// workers).
-
-// mulAdd computes c += alpha·a·b, where a is m×k (row-major, float32 or
-// float64), b is k×p and c is m×p (row-major float64).
-func mulAdd[T float](c []float64, alpha float64, a []T, b []float64, m, k, p int) {
-	gemm64(false, m, p, k, alpha, a, k, b, p, c, p, true)
-}
-
-// mul computes c = a·b (a m×k, b k×p, c m×p), overwriting c.
-func mul[T float](c []float64, a []T, b []float64, m, k, p int) {
-	gemm64(false, m, p, k, 1, a, k, b, p, c, p, false)
-}
+// mulT below is the dense-layout entry point the measurements use (the
+// tests add mulAdd and mul); it runs on the packed kernels of gemm.go, so it
+// shares their determinism (independent of the number of workers).
 
 // mulT computes c = aᵀ·b, overwriting c, where a is m×n (row-major, float32
 // or float64), b is m×p and c is n×p. a is read in place, never transposed
