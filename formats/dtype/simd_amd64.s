@@ -8,14 +8,17 @@
 // multiple of 8.
 //
 // float64 → binary16/bfloat16 with one rounding: the float64 is first
-// rounded to float32 *to odd* (truncate, then set the last bit when
-// inexact), then the float32 is rounded to nearest even. Rounding to odd
-// with at least two bits more than the final format never changes the final
-// result of round-to-nearest (Boldo and Melquiond, "Emulation of FMA and
-// correctly rounded sums: proved algorithms using rounding to odd", 2008).
-// Truncation is obtained from the default rounding: convert to nearest,
-// convert back, and step the float32's bits one toward zero when the
-// conversion went away from zero.
+// rounded to 24 significant bits *to odd* (truncate, then set the last kept
+// bit when anything nonzero was cut off), then the float32 is rounded to
+// nearest even. Rounding to odd with at least two bits more than the final
+// format never changes the final result of round-to-nearest (Boldo and
+// Melquiond, "Emulation of FMA and correctly rounded sums: proved
+// algorithms using rounding to odd", 2008). The truncation works on the
+// float64's bits (mask off the low 29 of its 52 fraction bits), so the
+// conversion to float32 that follows is exact wherever float32 has 24
+// bits, that is above its subnormals. Below them (|x| < 2^-126) binary16
+// rounds to zero whatever the float32 is; bfloat16, which shares float32's
+// exponent range, leaves such groups to the scalar code.
 
 DATA absmask<>+0(SB)/8, $0x7fffffffffffffff
 GLOBL absmask<>(SB), RODATA|NOPTR, $8
@@ -28,25 +31,29 @@ GLOBL bf16exp<>(SB), RODATA|NOPTR, $2
 DATA bf16round<>+0(SB)/4, $0x7fff
 GLOBL bf16round<>(SB), RODATA|NOPTR, $4
 
-// ODD4 rounds the four float64 in y to float32 to odd, leaving them in x.
-// Y15: |·| mask, X14: int32 ones. Clobbers Y8–Y11. Y10 marks the lanes
-// whose conversion went away from zero (|back| > |y|), Y8 the inexact ones
-// (back ≠ y); both masks are narrowed to 32-bit lanes, the first is added
-// (−1: one step toward zero), the second or-ed in as the last bit.
+DATA low29<>+0(SB)/8, $0x1fffffff
+GLOBL low29<>(SB), RODATA|NOPTR, $8
+DATA bit29<>+0(SB)/8, $0x20000000
+GLOBL bit29<>(SB), RODATA|NOPTR, $8
+DATA minnorm32<>+0(SB)/8, $0x3810000000000000
+GLOBL minnorm32<>(SB), RODATA|NOPTR, $8
+
+// ODDCONST loads ODD4's constants.
+#define ODDCONST \
+	VPBROADCASTQ low29<>(SB), Y12 \
+	VPBROADCASTQ bit29<>(SB), Y11 \
+	VPXOR        Y10, Y10, Y10
+
+// ODD4 rounds the four float64 in y to 24 bits to odd and converts them
+// to float32 (exactly, for |y| ≥ 2^-126), leaving them in x. Y12: the low
+// 29 bits, Y11: bit 29, Y10: zero. Clobbers Y8, Y9.
 #define ODD4(y, x) \
-	VCVTPD2PSY   y, x \
-	VCVTPS2PD    x, Y8 \
-	VANDPD       Y15, y, Y9 \
-	VANDPD       Y15, Y8, Y10 \
-	VCMPPD       $0x1e, Y9, Y10, Y10 \
-	VCMPPD       $4, y, Y8, Y8 \
-	VEXTRACTF128 $1, Y10, X11 \
-	VSHUFPS      $0x88, X11, X10, X10 \
-	VEXTRACTF128 $1, Y8, X11 \
-	VSHUFPS      $0x88, X11, X8, X8 \
-	VPADDD       X10, x, x \
-	VPAND        X14, X8, X8 \
-	VPOR         X8, x, x
+	VPAND      Y12, y, Y8 \
+	VPCMPEQQ   Y10, Y8, Y8 \
+	VPANDN     Y11, Y8, Y8 \
+	VPANDN     y, Y12, Y9 \
+	VPOR       Y8, Y9, Y9 \
+	VCVTPD2PSY Y9, x
 
 // NAN8 jumps to stop when any of the eight float64 in Y0, Y1 is NaN.
 #define NAN8(stop) \
@@ -55,6 +62,22 @@ GLOBL bf16round<>(SB), RODATA|NOPTR, $4
 	VORPD     Y2, Y3, Y2 \
 	VMOVMSKPD Y2, DX \
 	TESTL     DX, DX \
+	JNZ       stop
+
+// TINY8 jumps to stop when any of the eight float64 in Y0, Y1 is nonzero
+// with |x| < 2^-126. Y15: |·| mask, Y10: zero, Y7: 2^-126's bits.
+// Clobbers Y2–Y5.
+#define TINY8(stop) \
+	VANDPD    Y15, Y0, Y2 \
+	VANDPD    Y15, Y1, Y3 \
+	VPCMPGTQ  Y2, Y7, Y4 \
+	VPCMPGTQ  Y3, Y7, Y5 \
+	VPCMPEQQ  Y10, Y2, Y2 \
+	VPCMPEQQ  Y10, Y3, Y3 \
+	VPANDN    Y4, Y2, Y4 \
+	VPANDN    Y5, Y3, Y5 \
+	VPOR      Y4, Y5, Y4 \
+	VPTEST    Y4, Y4 \
 	JNZ       stop
 
 // ARGS loads the arguments of every codec here: DI = dst, SI = src,
@@ -83,8 +106,7 @@ GLOBL bf16round<>(SB), RODATA|NOPTR, $4
 // func encF16(dst *byte, src *float64, n int) int
 TEXT ·encF16(SB), NOSPLIT, $0-32
 	ARGS
-	VBROADCASTSD absmask<>(SB), Y15
-	VPBROADCASTD one32<>(SB), X14
+	ODDCONST
 
 ef16loop:
 	TESTQ       CX, CX
@@ -115,9 +137,11 @@ ef16done:
 // func encBF16(dst *byte, src *float64, n int) int
 TEXT ·encBF16(SB), NOSPLIT, $0-32
 	ARGS
+	ODDCONST
 	VBROADCASTSD absmask<>(SB), Y15
 	VPBROADCASTD one32<>(SB), X14
 	VPBROADCASTD bf16round<>(SB), X13
+	VPBROADCASTQ minnorm32<>(SB), Y7
 
 ebf16loop:
 	TESTQ     CX, CX
@@ -125,6 +149,7 @@ ebf16loop:
 	VMOVUPD   (SI), Y0
 	VMOVUPD   32(SI), Y1
 	NAN8(ebf16done)
+	TINY8(ebf16done)
 	ODD4(Y0, X4)
 	ODD4(Y1, X5)
 	RNE16(X4)
