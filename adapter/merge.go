@@ -18,9 +18,12 @@ type MergeOptions struct {
 	DType string
 	// Force merges even when the residual's checksum differs from the one
 	// the adapter recorded.
-	Force    bool
-	Threads  int
-	Progress Progress
+	Force   bool
+	Threads int
+	// BufferedIO writes the merged model through the page cache (see
+	// SplitOptions.BufferedIO).
+	BufferedIO bool
+	Progress   Progress
 }
 
 // MergeReport describes a finished merge.
@@ -90,6 +93,7 @@ func Merge(ctx context.Context, residual, adapterDir, out string, opts MergeOpti
 
 	tx := newOutputs()
 	tx.noHash = true
+	tx.buffered = opts.BufferedIO
 	defer func() {
 		if err != nil {
 			tx.abort()

@@ -27,6 +27,8 @@ type outputs struct {
 	failAfter int64
 	// noHash skips the sha256 of outputs (merge records no checksums).
 	noHash bool
+	// buffered writes every file through the page cache (see directWriter).
+	buffered bool
 
 	mu     sync.Mutex
 	files  []*outFile
@@ -38,6 +40,7 @@ type outputs struct {
 type outFile struct {
 	final string
 	tmp   *os.File
+	dw    *directWriter // writes tmp; flushed by commit
 	h     hash.Hash
 	crc   hash.Hash32
 	w     io.Writer
@@ -82,11 +85,12 @@ func (o *outputs) create(path string) (*outFile, error) {
 		os.Remove(tmp.Name())
 		return nil, err
 	}
-	f := &outFile{final: path, tmp: tmp, w: tmp}
+	f := &outFile{final: path, tmp: tmp, dw: newDirectWriter(tmp, !o.buffered)}
+	f.w = f.dw
 	if !o.noHash {
 		f.h = sha256.New()
 		f.crc = crc32.New(castagnoli)
-		f.w = io.MultiWriter(tmp, f.h, f.crc)
+		f.w = io.MultiWriter(f.dw, f.h, f.crc)
 	}
 	if o.failAfter > 0 {
 		f.w = &fullDisk{w: f.w, left: o.failAfter}
@@ -158,6 +162,9 @@ func (o *outputs) commit() error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	for _, f := range o.files {
+		if err := f.dw.Close(); err != nil {
+			return fmt.Errorf("%s: %w", f.final, err)
+		}
 		if err := f.tmp.Sync(); err != nil {
 			return fmt.Errorf("%s: %w", f.final, err)
 		}
@@ -215,6 +222,7 @@ func (o *outputs) abort() {
 		return
 	}
 	for _, f := range o.files {
+		f.dw.abort()
 		f.tmp.Close()
 		os.Remove(f.tmp.Name())
 	}

@@ -22,6 +22,10 @@ func outputFlags() []cli.Flag {
 	}
 }
 
+func bufferedIOFlag() cli.Flag {
+	return &cli.BoolFlag{Name: "buffered-io", Usage: "write outputs through the page cache (default: large files use direct I/O, which takes less CPU time and leaves the cache to the input)"}
+}
+
 func targetFlag() cli.Flag {
 	return &cli.StringSliceFlag{Name: "target", Aliases: []string{"t"},
 		Usage: "regular expression over tensor names, or a preset (llama, attention, mlp); repeatable; default: every 2-D float *.weight except embeddings, output heads and norms"}
@@ -169,6 +173,7 @@ Examples:
 			&cli.BoolFlag{Name: "regularizer-output", Usage: "ONNX: add an output sorsa_orthonormal_loss (the SORSA regularizer) to augmented.onnx"},
 			&cli.BoolFlag{Name: "allow-nonfinite", Usage: "pass weights holding NaN/Inf through untouched (zero factors) instead of refusing"},
 			&cli.IntFlag{Name: "threads", Usage: "worker threads (default: all cores)"},
+			bufferedIOFlag(),
 		),
 		Action: func(c *cli.Context) error {
 			if err := wantArgs(c, 1, "MODEL"); err != nil {
@@ -197,6 +202,7 @@ Examples:
 				SVD:               surgery.Options{Method: method, NIter: niter, Oversample: over, Seed: c.Uint64("seed")},
 				Targets:           pats,
 				Threads:           c.Int("threads"),
+				BufferedIO:        c.Bool("buffered-io"),
 				PEFT:              c.Bool("peft"),
 				NoInitial:         c.Bool("no-initial"),
 				AllowNonFinite:    c.Bool("allow-nonfinite"),
@@ -262,6 +268,7 @@ Examples:
 			&cli.StringFlag{Name: "dtype", Aliases: []string{"outtype"}, Value: "keep", Usage: "type of the merged weights: keep (the residual's), f32, f16, bf16; for GGUF also q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q6_k"},
 			&cli.BoolFlag{Name: "force", Usage: "merge even if the residual is not the one the adapter was split with"},
 			&cli.IntFlag{Name: "threads", Usage: "worker threads (default: all cores)"},
+			bufferedIOFlag(),
 		),
 		Action: func(c *cli.Context) error {
 			var rep *adapter.MergeReport
@@ -271,7 +278,7 @@ Examples:
 				rep, err = adapter.FoldAugmented(ctx, c.Args().Get(0), c.String("out"))
 			case 2:
 				rep, err = adapter.Merge(ctx, c.Args().Get(0), c.Args().Get(1), c.String("out"), adapter.MergeOptions{
-					DType: c.String("dtype"), Force: c.Bool("force"), Threads: c.Int("threads"), Progress: progress(c, "merge"),
+					DType: c.String("dtype"), Force: c.Bool("force"), Threads: c.Int("threads"), BufferedIO: c.Bool("buffered-io"), Progress: progress(c, "merge"),
 				})
 			default:
 				return wantArgs(c, 2, "RESIDUAL ADAPTER (or one AUGMENTED.onnx)")
