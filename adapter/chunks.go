@@ -82,6 +82,7 @@ func mergedBytes(m model, t Tensor, dt string, f *surgery.Factors, scale float64
 			if err != nil {
 				return nil, err
 			}
+			defer releaseOf(src, 0, t.Bytes)
 			return tiled(t, out, p, pool, func() tileSource { return &readerSource{r: src, kind: in, cols: t.In} })
 		}
 	}
@@ -176,6 +177,10 @@ type readerSource struct {
 func (s *readerSource) load(i0, i1 int) error {
 	rowBytes := s.cols * s.kind.Size()
 	n := (i1 - i0) * rowBytes
+	if v := viewOf(s.r, int64(i0)*int64(rowBytes), int64(n)); v != nil {
+		s.i0, s.loaded = i0, v // mapped: read in place (tiled guards faults)
+		return nil
+	}
 	if cap(s.buf) < n {
 		s.buf = make([]byte, n)
 	}
@@ -217,6 +222,14 @@ func tiled(t Tensor, out dtype.Kind, p *surgery.Principal, pool *bufPool, newSou
 	)
 	for range min(runtime.GOMAXPROCS(0), blocks) {
 		wg.Go(func() {
+			var e error
+			defer func() {
+				if e != nil {
+					errOnce.Do(func() { err = fmt.Errorf("tensor %q: %w", t.Name, e) })
+					failed.Store(true)
+				}
+			}()
+			defer catchFault(guardFaults(), &e) // the source may read a mapped file
 			src := newSource()
 			tile := make([]float64, mb*nb)
 			for !failed.Load() {
@@ -226,9 +239,7 @@ func tiled(t Tensor, out dtype.Kind, p *surgery.Principal, pool *bufPool, newSou
 				}
 				i0 := b * mb
 				i1 := min(i0+mb, rows)
-				if e := src.load(i0, i1); e != nil {
-					errOnce.Do(func() { err = fmt.Errorf("tensor %q: %w", t.Name, e) })
-					failed.Store(true)
+				if e = src.load(i0, i1); e != nil {
 					return
 				}
 				for j0 := 0; j0 < cols; j0 += nb {

@@ -17,16 +17,22 @@ import (
 // needed; quantized types are decoded to float32 for the SVD.
 type ggufModel struct {
 	path string
+	in   *inputFile
 	f    *gguf.File
 	ts   []Tensor
 }
 
 func openGGUF(path string) (*ggufModel, error) {
-	f, err := gguf.Open(path)
+	in, err := openInput(path)
 	if err != nil {
 		return nil, err
 	}
-	m := &ggufModel{path: path, f: f}
+	f, err := gguf.NewReader(in, in.size)
+	if err != nil {
+		in.Close()
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	m := &ggufModel{path: path, in: in, f: f}
 	for _, ti := range f.Tensors {
 		t := Tensor{Name: ti.Name, DType: ti.Type.String(), Bytes: ti.Size()}
 		for _, d := range ti.Dims {
@@ -60,7 +66,7 @@ func matrixDims(d []uint64) bool {
 func (m *ggufModel) Format() string    { return "gguf" }
 func (m *ggufModel) Path() string      { return m.path }
 func (m *ggufModel) Tensors() []Tensor { return m.ts }
-func (m *ggufModel) Close() error      { return m.f.Close() }
+func (m *ggufModel) Close() error      { return m.in.Close() }
 
 func (m *ggufModel) Raw(t Tensor) ([]byte, error) {
 	b, err := m.f.ReadTensor(t.Name)

@@ -272,7 +272,7 @@ const (
 // hashFile returns the checksums of a file selected by want, hex encoded
 // ("" for those not computed), in one pass.
 func hashFile(path string, want digest) (sha, crc string, err error) {
-	f, err := os.Open(path)
+	f, err := openInput(path)
 	if err != nil {
 		return "", "", err
 	}
@@ -287,7 +287,7 @@ func hashFile(path string, want digest) (sha, crc string, err error) {
 		hc = crc32.New(castagnoli)
 		ws = append(ws, hc)
 	}
-	if _, err := io.Copy(io.MultiWriter(ws...), f); err != nil {
+	if err := copyInput(io.MultiWriter(ws...), f); err != nil {
 		return "", "", err
 	}
 	if hs != nil {
@@ -297,6 +297,27 @@ func hashFile(path string, want digest) (sha, crc string, err error) {
 		crc = hex.EncodeToString(hc.Sum(nil))
 	}
 	return sha, crc, nil
+}
+
+// copyInput writes f's bytes to w: in place from the mapping when f is
+// mapped, a piece at a time (asking the kernel to read the next piece
+// ahead, and releasing each piece once written); else with ReadAt.
+func copyInput(w io.Writer, f *inputFile) (err error) {
+	const piece = 32 << 20
+	if f.view(0, f.size) == nil {
+		_, err := io.CopyBuffer(w, io.NewSectionReader(f, 0, f.size), make([]byte, 1<<20))
+		return err
+	}
+	defer catchFault(guardFaults(), &err)
+	for off := int64(0); off < f.size; off += piece {
+		n := min(piece, f.size-off)
+		willNeed(io.NewSectionReader(f, off+n, min(piece, f.size-off-n)))
+		if _, err := w.Write(f.view(off, n)); err != nil {
+			return err
+		}
+		f.release(off, n)
+	}
+	return nil
 }
 
 // fullDisk fails with ENOSPC after left bytes, like a full file system.

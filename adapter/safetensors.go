@@ -24,6 +24,7 @@ type stModel struct {
 	index  *safetensors.Index
 	shards []string // shard file names, in index order; one entry for a single file
 	files  map[string]*safetensors.File
+	inputs []*inputFile // the shards' files, closed by Close
 	ts     []Tensor
 	// conv1d lists tensors stored [in, out] (GPT-2 style Conv1D).
 	conv1d map[string]bool
@@ -58,10 +59,16 @@ func openSafetensors(path string) (*stModel, error) {
 	m.conv1d = conv1dWeights(m.dir)
 	for _, s := range m.shards {
 		p := filepath.Join(m.dir, s)
-		f, err := safetensors.Open(p)
+		in, err := openInput(p)
 		if err != nil {
 			m.Close()
-			return nil, err
+			return nil, fmt.Errorf("safetensors: %w", err)
+		}
+		m.inputs = append(m.inputs, in)
+		f, err := safetensors.NewReader(in, in.size)
+		if err != nil {
+			m.Close()
+			return nil, fmt.Errorf("%s: %w", p, err)
 		}
 		m.files[s] = f
 		for _, ti := range f.Tensors() {
@@ -142,9 +149,10 @@ func (m *stModel) file(t Tensor) *safetensors.File {
 }
 
 func (m *stModel) Close() error {
-	for _, f := range m.files {
-		f.Close()
+	for _, in := range m.inputs {
+		in.Close()
 	}
+	m.inputs = nil
 	return nil
 }
 
