@@ -11,21 +11,27 @@ import (
 	"github.com/sorsa-convert/sorsa-convert/surgery"
 )
 
-// chunkElems bounds the float64 working buffer of a residual or merge:
-// weights are processed in blocks of whole rows, so memory per matrix stays
-// at its stored size plus a few tens of MiB, not 8 bytes per element.
-var chunkElems = 1 << 21
+// chunkElems bounds the float64 working buffer of a residual or merge done
+// in blocks of rows: a block holds about this many elements (at least a
+// block of Principal's rows), so memory per matrix stays at its stored size
+// plus a few MiB per worker, not 8 bytes per element.
+var chunkElems = 1 << 18
+
+// blockRows returns the rows per block of t for rowBlocks and encodeBlocks:
+// a multiple of align, or all of t's rows for a weight stored transposed
+// (its stored rows are canonical columns).
+func blockRows(t Tensor, align int) int {
+	if t.Transposed {
+		return max(1, t.Out)
+	}
+	per := max(1, min(t.Out, chunkElems/max(1, t.In)))
+	return max(align, per/align*align)
+}
 
 // rowBlocks calls fn for consecutive blocks of whole rows of t (out × in),
-// each with a float64 buffer of the block's size. Blocks start at multiples
-// of align rows. A weight stored transposed is done in one block (its
-// stored rows are canonical columns).
+// each with a float64 buffer of the block's size (see blockRows).
 func rowBlocks(t Tensor, align int, fn func(i0, i1 int, buf []float64) error) error {
-	per := t.Out
-	if !t.Transposed {
-		per = max(1, min(t.Out, chunkElems/max(1, t.In)))
-		per = max(align, per/align*align)
-	}
+	per := blockRows(t, align)
 	buf := make([]float64, min(per, t.Out)*t.In)
 	for i0 := 0; i0 < t.Out; i0 += per {
 		i1 := min(i0+per, t.Out)
@@ -87,9 +93,19 @@ func mergedBytes(m model, t Tensor, dt string, f *surgery.Factors, scale float64
 		}
 	}
 	if rd, ok := m.(rowDecoder); ok && !t.Transposed {
-		raw, err := m.Raw(t)
-		if err != nil {
-			return nil, err
+		var raw []byte
+		if ec, ok := m.(elementCodec); ok {
+			if sec, err := ec.section(t); err == nil {
+				if raw = viewOf(sec, 0, t.Bytes); raw != nil { // mapped: read in place
+					defer releaseOf(sec, 0, t.Bytes)
+				}
+			}
+		}
+		if raw == nil {
+			var err error
+			if raw, err = m.Raw(t); err != nil {
+				return nil, err
+			}
 		}
 		return encodeBlocks(m, t, dt, p, func(i0, i1 int, buf []float64) error {
 			return rd.decodeRows(t, raw, i0, i1, buf)
@@ -118,26 +134,62 @@ func widen(dst []float64, src []float32) {
 }
 
 // encodeBlocks fills each block of rows with fill, adds p's block and
-// appends the block's encoding.
+// encodes it, on all cores (fill must be safe for concurrent use on
+// disjoint blocks); the blocks' encodings are concatenated in order.
 func encodeBlocks(m model, t Tensor, dt string, p *surgery.Principal, fill func(i0, i1 int, buf []float64) error) ([]byte, error) {
-	var out []byte
 	align, _ := p.BlockShape()
-	err := rowBlocks(t, align, func(i0, i1 int, buf []float64) error {
-		if err := fill(i0, i1, buf); err != nil {
-			return err
-		}
-		p.AddBlock(buf, t.In, i0, i1, 0, t.In)
-		b, err := encodeRows(m, t, dt, i0, i1, buf)
-		if err != nil {
-			return err
-		}
-		if out == nil {
-			out = make([]byte, 0, len(b)/(i1-i0)*t.Out)
-		}
+	per := blockRows(t, align)
+	blocks := (t.Out + per - 1) / per
+	parts := make([][]byte, blocks)
+	var (
+		next    atomic.Int64
+		failed  atomic.Bool
+		errOnce sync.Once
+		err     error
+		wg      sync.WaitGroup
+	)
+	for range min(runtime.GOMAXPROCS(0), blocks) {
+		wg.Go(func() {
+			var e error
+			defer func() {
+				if e != nil {
+					errOnce.Do(func() { err = e })
+					failed.Store(true)
+				}
+			}()
+			defer catchFault(guardFaults(), &e) // fill may read a mapped file
+			buf := make([]float64, min(per, t.Out)*t.In)
+			for !failed.Load() {
+				b := int(next.Add(1)) - 1
+				if b >= blocks {
+					return
+				}
+				i0 := b * per
+				i1 := min(i0+per, t.Out)
+				blk := buf[:(i1-i0)*t.In]
+				if e = fill(i0, i1, blk); e != nil {
+					return
+				}
+				p.AddBlock(blk, t.In, i0, i1, 0, t.In)
+				if parts[b], e = encodeRows(m, t, dt, i0, i1, blk); e != nil {
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err != nil {
+		return nil, err
+	}
+	n := 0
+	for _, b := range parts {
+		n += len(b)
+	}
+	out := make([]byte, 0, n)
+	for _, b := range parts {
 		out = append(out, b...)
-		return nil
-	})
-	return out, err
+	}
+	return out, nil
 }
 
 // rowDecoder is implemented by models that can decode a block of a weight's
