@@ -81,13 +81,19 @@ func (m *ggufModel) Decode(t Tensor) (*surgery.Matrix, error) {
 	if !ok || !t.Matrix() {
 		return nil, fmt.Errorf("tensor %q is not a decodable matrix", t.Name)
 	}
-	raw, err := m.Raw(t)
+	sec, err := m.f.Section(t.Name)
 	if err != nil {
 		return nil, err
 	}
 	w := surgery.NewMatrix(t.Out, t.In)
-	if err := gguf.Dequantize(ti.Type, w.Data, raw); err != nil {
-		return nil, fmt.Errorf("tensor %q: %w", t.Name, err)
+	err = withStored(sec, t.Bytes, func() ([]byte, error) { return m.Raw(t) }, func(raw []byte) error {
+		if err := gguf.Dequantize(ti.Type, w.Data, raw); err != nil {
+			return fmt.Errorf("tensor %q: %w", t.Name, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return w, nil
 }

@@ -98,6 +98,23 @@ func viewOf(r io.ReaderAt, off, n int64) []byte {
 	return nil
 }
 
+// withStored calls fn with the size stored bytes of sec (a tensor's
+// section): in place when its file is mapped (its pages released
+// afterwards, a memory fault turned into an error), else as read by read.
+// fn must not keep the bytes.
+func withStored(sec io.ReaderAt, size int64, read func() ([]byte, error), fn func([]byte) error) (err error) {
+	if v := viewOf(sec, 0, size); v != nil {
+		defer releaseOf(sec, 0, size)
+		defer catchFault(guardFaults(), &err)
+		return fn(v)
+	}
+	b, err := read()
+	if err != nil {
+		return err
+	}
+	return fn(b)
+}
+
 // catchFault, deferred by a function that reads mapped input after
 // guardFaults, turns a memory fault (the input file was truncated while
 // mapped) into an error in *err instead of a crash. Other panics go on.

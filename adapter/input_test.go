@@ -80,7 +80,8 @@ func TestInputFile(t *testing.T) {
 
 // TestMappedInputTruncated: a residual cut short while a merge reads it
 // through the mapping gives an input error, not a crash, on the tiled path
-// (F16 safetensors) and on the block path (a Q8_0 GGUF).
+// (F16 safetensors) and on the block path (a Q8_0 GGUF), and so does
+// decoding the weight whole.
 func TestMappedInputTruncated(t *testing.T) {
 	dir := t.TempDir()
 	st := filepath.Join(dir, "m.safetensors")
@@ -119,6 +120,10 @@ func TestMappedInputTruncated(t *testing.T) {
 		_, err = mergedBytes(m, tn, "", f, 1, nil)
 		if !errors.Is(err, ErrInput) || !strings.Contains(err.Error(), "changed while it was being read") {
 			t.Fatalf("%s: merge of a truncated mapped file: %v", filepath.Base(path), err)
+		}
+		// What split and verify read.
+		if _, err := m.Decode(tn); !errors.Is(err, ErrInput) || !strings.Contains(err.Error(), "changed while it was being read") {
+			t.Fatalf("%s: decoding a truncated mapped file: %v", filepath.Base(path), err)
 		}
 	}
 }

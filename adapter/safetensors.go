@@ -179,18 +179,24 @@ func (m *stModel) Decode(t Tensor) (*surgery.Matrix, error) {
 	if !ok || len(t.Shape) != 2 {
 		return nil, fmt.Errorf("tensor %q: %s %v is not a float matrix", t.Name, t.DType, t.Shape)
 	}
-	raw, err := m.Raw(t)
+	sec, err := m.file(t).Section(t.Name)
 	if err != nil {
 		return nil, err
 	}
 	w := surgery.NewMatrix(t.Out, t.In)
-	if !t.Transposed {
-		dtype.Decode(k, w.Data, raw)
-		return w, nil
+	err = withStored(sec, t.Bytes, func() ([]byte, error) { return m.Raw(t) }, func(raw []byte) error {
+		if !t.Transposed {
+			dtype.Decode(k, w.Data, raw)
+			return nil
+		}
+		stored := make([]float32, len(w.Data))
+		dtype.Decode(k, stored, raw)
+		transposeInto(w.Data, stored, t.In, t.Out)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	stored := make([]float32, len(w.Data))
-	dtype.Decode(k, stored, raw)
-	transposeInto(w.Data, stored, t.In, t.Out)
 	return w, nil
 }
 
