@@ -24,9 +24,9 @@ if [ ! -f "$model/model.safetensors.index.json" ]; then
 fi
 size=$(du -sb "$model" | cut -f1)
 
-measure() { # label, then the command; prints "wall_s maxrss_kib"
+measure() { # label, then the command; prints "wall_s maxrss_kib user_s sys_s"
   local label=$1; shift
-  /usr/bin/time -f "%e %M" -o "$dir/$label.time" "$@" > "$dir/$label.out"
+  /usr/bin/time -f "%e %M %U %S" -o "$dir/$label.time" "$@" > "$dir/$label.out"
   cat "$dir/$label.time"
 }
 
@@ -42,23 +42,23 @@ cache_note="page cache dropped before each"
 out="$model-out" # the split and the merge, beside their checkpoint
 rm -rf "$out" "$dir/copy"
 cold
-read -r copy_s _ < <(measure copy sh -c 'cp -r "$1" "$2" && sync' copy "$model" "$dir/copy")
+read -r copy_s _ copy_user copy_sys < <(measure copy sh -c 'cp -r "$1" "$2" && sync' copy "$model" "$dir/copy")
 rm -rf "$dir/copy"
-read -r split_s split_rss < <(measure split "$bin/sorsa-convert" split "$model" -r "$rank" -t llama --svd randomized --json -o "$out/split")
+read -r split_s split_rss split_user split_sys < <(measure split "$bin/sorsa-convert" split "$model" -r "$rank" -t llama --svd randomized --json -o "$out/split")
 cold
-read -r merge_s merge_rss < <(measure merge "$bin/sorsa-convert" merge "$out/split/residual" "$out/split/adapter" --json -o "$out/merged")
-read -r verify_s verify_rss < <(measure verify "$bin/sorsa-convert" verify "$model" "$out/split/residual" "$out/split/adapter" --json)
+read -r merge_s merge_rss merge_user merge_sys < <(measure merge "$bin/sorsa-convert" merge "$out/split/residual" "$out/split/adapter" --json -o "$out/merged")
+read -r verify_s verify_rss _ _ < <(measure verify "$bin/sorsa-convert" verify "$model" "$out/split/residual" "$out/split/adapter" --json)
 rm -rf "$out/merged"
 ntargets=$(python3 -c "import json;print(len(json.load(open('$dir/split.out'))['targets']))")
 svd_sum=$(python3 -c "import json;print('%.1f'%sum(t['seconds'] for t in json.load(open('$dir/split.out'))['targets']))")
 cores=$(nproc)
 printf '\n| %s | %s |\n|---|---|\n' "whole model (${layers} layers, ${ntargets} matrices, r = ${rank}, F16, $((size / 1024 / 1024)) MiB, ${cores} cores)" "result"
-printf '| copy the checkpoint (cp -r, then sync; %s) | %.1f s |\n' "$cache_note" "$copy_s"
-printf '| split: wall time | %.1f s |\n' "$split_s"
+printf '| copy the checkpoint (cp -r, then sync; %s) | %.1f s (CPU: user %.1f s, system %.1f s) |\n' "$cache_note" "$copy_s" "$copy_user" "$copy_sys"
+printf '| split: wall time | %.1f s (CPU: user %.1f s, system %.1f s) |\n' "$split_s" "$split_user" "$split_sys"
 printf '| split: sum of per-matrix decode+SVD+residual times (one worker each) | %s s, i.e. %.1f s on %d cores |\n' "$svd_sum" "$(python3 -c "print($svd_sum/$cores)")" "$cores"
 printf '| split: wall / (per-matrix sum / cores + copy) | %.2f |\n' "$(python3 -c "print($split_s/($svd_sum/$cores+$copy_s))")"
 printf '| split: peak resident memory | %.2f GiB |\n' "$(python3 -c "print($split_rss/1024/1024)")"
-printf '| merge: wall time (vs copy, %s) | %.1f s (%.2f×) |\n' "$cache_note" "$merge_s" "$(python3 -c "print($merge_s/$copy_s)")"
+printf '| merge: wall time (vs copy, %s) | %.1f s (%.2f×; CPU: user %.1f s, system %.1f s) |\n' "$cache_note" "$merge_s" "$(python3 -c "print($merge_s/$copy_s)")" "$merge_user" "$merge_sys"
 printf '| merge: peak resident memory | %.2f GiB |\n' "$(python3 -c "print($merge_rss/1024/1024)")"
 printf '| verify: wall time, peak memory | %.1f s, %.2f GiB |\n' "$verify_s" "$(python3 -c "print($verify_rss/1024/1024)")"
 python3 -c "import json;r=json.load(open('$dir/verify.out'));print('| verify | ok=%s, max ‖AAᵀ−I‖ %.1e, max ‖BᵀB−I‖ %.1e |'%(r['ok'],max(t['orth_a'] for t in r['targets']),max(t['orth_b'] for t in r['targets'])))"
