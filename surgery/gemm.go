@@ -498,7 +498,7 @@ func packA[S, T float](dst []T, a []S, lda int, tA bool, i0, i1, k0, kc, mr int)
 	if rows > full*mr {
 		clear(dst[full*ss : full*ss+mr*kc])
 	}
-	fast := mr == 8 && packTNFast(dst, a, lda, i0, k0, kc, full, ss)
+	fast := packTNFast(dst, a, lda, i0, k0, kc, full, ss, mr)
 	for kk := 0; kk < kc; kk++ {
 		src := a[(k0+kk)*lda+i0 : (k0+kk)*lda+i1]
 		switch {

@@ -335,6 +335,98 @@ ptdone:
 	VZEROUPPER
 	RET
 
+// func packTN6f32(dst *float32, ss int, src *float32, lda, kc, strips, pf int)
+// packTN8f32 for 6-float groups (the AVX2 kernel's strips), moved as 16 +
+// 8 bytes.
+TEXT ·packTN6f32(SB), NOSPLIT, $0-56
+	MOVQ dst+0(FP), DI
+	MOVQ ss+8(FP), R8
+	SHLQ $2, R8
+	MOVQ src+16(FP), SI
+	MOVQ lda+24(FP), R9
+	SHLQ $2, R9
+	MOVQ kc+32(FP), CX
+	MOVQ strips+40(FP), R10
+	MOVQ pf+48(FP), R11
+	IMULQ R9, R11          // prefetch distance in bytes
+	TESTQ CX, CX
+	JZ    pt6done
+	TESTQ R10, R10
+	JZ    pt6done
+
+pt6row:
+	MOVQ SI, AX            // source group
+	MOVQ DI, BX            // destination group
+	LEAQ (SI)(R11*1), DX   // prefetch address
+	MOVQ R10, R12
+
+pt6group:
+	PREFETCHT0 (DX)
+	VMOVUPS (AX), X0
+	VMOVSD  16(AX), X1
+	VMOVUPS X0, (BX)
+	VMOVSD  X1, 16(BX)
+	ADDQ $24, AX
+	ADDQ $24, DX
+	ADDQ R8, BX
+	DECQ R12
+	JNZ  pt6group
+
+	ADDQ R9, SI
+	ADDQ $24, DI
+	DECQ CX
+	JNZ  pt6row
+
+pt6done:
+	VZEROUPPER
+	RET
+
+// func packTN6f32f64(dst *float64, ss int, src *float32, lda, kc, strips, pf int)
+// packTN6f32 widening to float64 (exactly) on the way: the AVX2 float64
+// kernel's strips of a transposed float32 A. ss is in float64 elements.
+TEXT ·packTN6f32f64(SB), NOSPLIT, $0-56
+	MOVQ dst+0(FP), DI
+	MOVQ ss+8(FP), R8
+	SHLQ $3, R8
+	MOVQ src+16(FP), SI
+	MOVQ lda+24(FP), R9
+	SHLQ $2, R9
+	MOVQ kc+32(FP), CX
+	MOVQ strips+40(FP), R10
+	MOVQ pf+48(FP), R11
+	IMULQ R9, R11          // prefetch distance in bytes
+	TESTQ CX, CX
+	JZ    pw6done
+	TESTQ R10, R10
+	JZ    pw6done
+
+pw6row:
+	MOVQ SI, AX            // source group
+	MOVQ DI, BX            // destination group
+	LEAQ (SI)(R11*1), DX   // prefetch address
+	MOVQ R10, R12
+
+pw6group:
+	PREFETCHT0 (DX)
+	VCVTPS2PD (AX), Y0     // floats 0..3
+	VCVTPS2PD 16(AX), X1   // floats 4..5
+	VMOVUPD Y0, (BX)
+	VMOVUPD X1, 32(BX)
+	ADDQ $24, AX
+	ADDQ $24, DX
+	ADDQ R8, BX
+	DECQ R12
+	JNZ  pw6group
+
+	ADDQ R9, SI
+	ADDQ $48, DI
+	DECQ CX
+	JNZ  pw6row
+
+pw6done:
+	VZEROUPPER
+	RET
+
 // ---- Direct variant of the AVX-512 float32 kernel: A is read where it
 // lies instead of from a packed strip. (A direct variant for a transposed A
 // was slower than packing it: its strips are 32-byte pieces of rows 16 KiB

@@ -9,4 +9,6 @@ func archKernels() ([]microKernel[float32], []microKernel[float64]) {
 }
 
 // packTNFast has no portable fast path.
-func packTNFast[S, T float](dst []T, a []S, lda, i0, k0, kc, full, ss int) bool { return false }
+func packTNFast[S, T float](dst []T, a []S, lda, i0, k0, kc, full, ss, mr int) bool {
+	return false
+}
