@@ -141,43 +141,18 @@ func encodeBlocks(m model, t Tensor, dt string, p *surgery.Principal, fill func(
 	per := blockRows(t, align)
 	blocks := (t.Out + per - 1) / per
 	parts := make([][]byte, blocks)
-	var (
-		next    atomic.Int64
-		failed  atomic.Bool
-		errOnce sync.Once
-		err     error
-		wg      sync.WaitGroup
-	)
-	for range min(runtime.GOMAXPROCS(0), blocks) {
-		wg.Go(func() {
-			var e error
-			defer func() {
-				if e != nil {
-					errOnce.Do(func() { err = e })
-					failed.Store(true)
-				}
-			}()
-			defer catchFault(guardFaults(), &e) // fill may read a mapped file
-			buf := make([]float64, min(per, t.Out)*t.In)
-			for !failed.Load() {
-				b := int(next.Add(1)) - 1
-				if b >= blocks {
-					return
-				}
-				i0 := b * per
-				i1 := min(i0+per, t.Out)
-				blk := buf[:(i1-i0)*t.In]
-				if e = fill(i0, i1, blk); e != nil {
-					return
-				}
-				p.AddBlock(blk, t.In, i0, i1, 0, t.In)
-				if parts[b], e = encodeRows(m, t, dt, i0, i1, blk); e != nil {
-					return
-				}
+	err := eachBlock(blocks, func() []float64 { return make([]float64, min(per, t.Out)*t.In) },
+		func(buf []float64, b int) (err error) {
+			i0 := b * per
+			i1 := min(i0+per, t.Out)
+			blk := buf[:(i1-i0)*t.In]
+			if err := fill(i0, i1, blk); err != nil {
+				return err
 			}
+			p.AddBlock(blk, t.In, i0, i1, 0, t.In)
+			parts[b], err = encodeRows(m, t, dt, i0, i1, blk)
+			return err
 		})
-	}
-	wg.Wait()
 	if err != nil {
 		return nil, err
 	}
@@ -265,6 +240,44 @@ func tiled(t Tensor, out dtype.Kind, p *surgery.Principal, pool *bufPool, newSou
 	dst := pool.get(rows * cols * osz)
 	mb, nb := p.BlockShape()
 	blocks := (rows + mb - 1) / mb
+	type worker struct {
+		src  tileSource
+		tile []float64
+	}
+	err := eachBlock(blocks, func() worker { return worker{newSource(), make([]float64, mb*nb)} },
+		func(wk worker, b int) error {
+			src, tile := wk.src, wk.tile
+			i0 := b * mb
+			i1 := min(i0+mb, rows)
+			if err := src.load(i0, i1); err != nil {
+				return err
+			}
+			for j0 := 0; j0 < cols; j0 += nb {
+				j1 := min(j0+nb, cols)
+				w := j1 - j0
+				for i := i0; i < i1; i++ {
+					src.row(i, j0, tile[(i-i0)*nb:(i-i0)*nb+w])
+				}
+				p.AddBlock(tile, nb, i0, i1, j0, j1)
+				for i := i0; i < i1; i++ {
+					o := i*cols + j0
+					dtype.Encode(out, dst[o*osz:(o+w)*osz], tile[(i-i0)*nb:(i-i0)*nb+w])
+				}
+			}
+			return nil
+		})
+	if err != nil {
+		pool.put(dst)
+		return nil, fmt.Errorf("tensor %q: %w", t.Name, err)
+	}
+	return dst, nil
+}
+
+// eachBlock calls body for blocks 0..n-1 on all cores, each worker with
+// its own state from newState, and returns the first error (which stops
+// the other workers at their next block). The blocks may read memory-mapped
+// input: a fault there is returned as an error (see catchFault).
+func eachBlock[S any](n int, newState func() S, body func(s S, b int) error) error {
 	var (
 		next    atomic.Int64
 		failed  atomic.Bool
@@ -272,47 +285,28 @@ func tiled(t Tensor, out dtype.Kind, p *surgery.Principal, pool *bufPool, newSou
 		err     error
 		wg      sync.WaitGroup
 	)
-	for range min(runtime.GOMAXPROCS(0), blocks) {
+	for range min(runtime.GOMAXPROCS(0), n) {
 		wg.Go(func() {
 			var e error
 			defer func() {
 				if e != nil {
-					errOnce.Do(func() { err = fmt.Errorf("tensor %q: %w", t.Name, e) })
+					errOnce.Do(func() { err = e })
 					failed.Store(true)
 				}
 			}()
-			defer catchFault(guardFaults(), &e) // the source may read a mapped file
-			src := newSource()
-			tile := make([]float64, mb*nb)
+			defer catchFault(guardFaults(), &e)
+			st := newState()
 			for !failed.Load() {
 				b := int(next.Add(1)) - 1
-				if b >= blocks {
+				if b >= n {
 					return
 				}
-				i0 := b * mb
-				i1 := min(i0+mb, rows)
-				if e = src.load(i0, i1); e != nil {
+				if e = body(st, b); e != nil {
 					return
-				}
-				for j0 := 0; j0 < cols; j0 += nb {
-					j1 := min(j0+nb, cols)
-					w := j1 - j0
-					for i := i0; i < i1; i++ {
-						src.row(i, j0, tile[(i-i0)*nb:(i-i0)*nb+w])
-					}
-					p.AddBlock(tile, nb, i0, i1, j0, j1)
-					for i := i0; i < i1; i++ {
-						o := i*cols + j0
-						dtype.Encode(out, dst[o*osz:(o+w)*osz], tile[(i-i0)*nb:(i-i0)*nb+w])
-					}
 				}
 			}
 		})
 	}
 	wg.Wait()
-	if err != nil {
-		pool.put(dst)
-		return nil, err
-	}
-	return dst, nil
+	return err
 }

@@ -2,6 +2,34 @@
 
 #include "textflag.h"
 
+// PACKARGS loads the arguments of the packTN* functions below: DI = dst,
+// R8 = ss in bytes (dst elements of 1<<dshift bytes), SI = src, R9 = lda in
+// bytes, CX = kc, R10 = strips, R11 = the prefetch distance in bytes; it
+// jumps to done when there is nothing to pack.
+#define PACKARGS(dshift, done) \
+	MOVQ  dst+0(FP), DI \
+	MOVQ  ss+8(FP), R8 \
+	SHLQ  $dshift, R8 \
+	MOVQ  src+16(FP), SI \
+	MOVQ  lda+24(FP), R9 \
+	SHLQ  $2, R9 \
+	MOVQ  kc+32(FP), CX \
+	MOVQ  strips+40(FP), R10 \
+	MOVQ  pf+48(FP), R11 \
+	IMULQ R9, R11 \
+	TESTQ CX, CX \
+	JZ    done \
+	TESTQ R10, R10 \
+	JZ    done
+
+// PACKROW starts a row of A: AX = its first source group, BX = the first
+// destination group, DX = the prefetch address, R12 = strips to go.
+#define PACKROW \
+	MOVQ SI, AX \
+	MOVQ DI, BX \
+	LEAQ (SI)(R11*1), DX \
+	MOVQ R10, R12
+
 // Microkernels: C[mr×nr] += A[mr×kc] · B[kc×nr], A packed as kc groups of mr
 // elements, B packed as kc rows of nr elements, C with row stride ldc
 // elements. Arguments: kc+0, a+8, b+16, c+24, ldc+32.
@@ -295,26 +323,10 @@ d256store:
 // dst[s·ss + 8kk .. +8] for s in [0, strips), prefetching the same segment
 // pf rows ahead. ss and lda are in elements.
 TEXT ·packTN8f32(SB), NOSPLIT, $0-56
-	MOVQ dst+0(FP), DI
-	MOVQ ss+8(FP), R8
-	SHLQ $2, R8
-	MOVQ src+16(FP), SI
-	MOVQ lda+24(FP), R9
-	SHLQ $2, R9
-	MOVQ kc+32(FP), CX
-	MOVQ strips+40(FP), R10
-	MOVQ pf+48(FP), R11
-	IMULQ R9, R11          // prefetch distance in bytes
-	TESTQ CX, CX
-	JZ    ptdone
-	TESTQ R10, R10
-	JZ    ptdone
+	PACKARGS(2, ptdone)
 
 ptrow:
-	MOVQ SI, AX            // source group
-	MOVQ DI, BX            // destination group
-	LEAQ (SI)(R11*1), DX   // prefetch address
-	MOVQ R10, R12
+	PACKROW
 
 ptgroup:
 	PREFETCHT0 (DX)
@@ -339,26 +351,10 @@ ptdone:
 // packTN8f32 for 6-float groups (the AVX2 kernel's strips), moved as 16 +
 // 8 bytes.
 TEXT ·packTN6f32(SB), NOSPLIT, $0-56
-	MOVQ dst+0(FP), DI
-	MOVQ ss+8(FP), R8
-	SHLQ $2, R8
-	MOVQ src+16(FP), SI
-	MOVQ lda+24(FP), R9
-	SHLQ $2, R9
-	MOVQ kc+32(FP), CX
-	MOVQ strips+40(FP), R10
-	MOVQ pf+48(FP), R11
-	IMULQ R9, R11          // prefetch distance in bytes
-	TESTQ CX, CX
-	JZ    pt6done
-	TESTQ R10, R10
-	JZ    pt6done
+	PACKARGS(2, pt6done)
 
 pt6row:
-	MOVQ SI, AX            // source group
-	MOVQ DI, BX            // destination group
-	LEAQ (SI)(R11*1), DX   // prefetch address
-	MOVQ R10, R12
+	PACKROW
 
 pt6group:
 	PREFETCHT0 (DX)
@@ -385,26 +381,10 @@ pt6done:
 // packTN6f32 widening to float64 (exactly) on the way: the AVX2 float64
 // kernel's strips of a transposed float32 A. ss is in float64 elements.
 TEXT ·packTN6f32f64(SB), NOSPLIT, $0-56
-	MOVQ dst+0(FP), DI
-	MOVQ ss+8(FP), R8
-	SHLQ $3, R8
-	MOVQ src+16(FP), SI
-	MOVQ lda+24(FP), R9
-	SHLQ $2, R9
-	MOVQ kc+32(FP), CX
-	MOVQ strips+40(FP), R10
-	MOVQ pf+48(FP), R11
-	IMULQ R9, R11          // prefetch distance in bytes
-	TESTQ CX, CX
-	JZ    pw6done
-	TESTQ R10, R10
-	JZ    pw6done
+	PACKARGS(3, pw6done)
 
 pw6row:
-	MOVQ SI, AX            // source group
-	MOVQ DI, BX            // destination group
-	LEAQ (SI)(R11*1), DX   // prefetch address
-	MOVQ R10, R12
+	PACKROW
 
 pw6group:
 	PREFETCHT0 (DX)
