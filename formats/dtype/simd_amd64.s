@@ -171,6 +171,15 @@ ebf16done:
 	TESTL     DX, DX \
 	JNZ       stop
 
+// STORE8F64 widens the eight float32 in Y0 to float64 and stores them at
+// (DI). Clobbers Y1–Y3.
+#define STORE8F64 \
+	VCVTPS2PD    X0, Y1 \
+	VEXTRACTF128 $1, Y0, X2 \
+	VCVTPS2PD    X2, Y3 \
+	VMOVUPD      Y1, (DI) \
+	VMOVUPD      Y3, 32(DI)
+
 // func decF16(dst *float64, src *byte, n int) int
 TEXT ·decF16(SB), NOSPLIT, $0-32
 	ARGS
@@ -181,11 +190,7 @@ df16loop:
 	JZ           df16done
 	SPECIAL8(df16done)
 	VCVTPH2PS    (SI), Y0
-	VCVTPS2PD    X0, Y1
-	VEXTRACTF128 $1, Y0, X2
-	VCVTPS2PD    X2, Y3
-	VMOVUPD      Y1, (DI)
-	VMOVUPD      Y3, 32(DI)
+	STORE8F64
 	NEXT8(16, 64, df16loop)
 
 df16done:
@@ -218,11 +223,7 @@ dbf16loop:
 	SPECIAL8(dbf16done)
 	VPMOVZXWD    (SI), Y0
 	VPSLLD       $16, Y0, Y0
-	VCVTPS2PD    X0, Y1
-	VEXTRACTF128 $1, Y0, X2
-	VCVTPS2PD    X2, Y3
-	VMOVUPD      Y1, (DI)
-	VMOVUPD      Y3, 32(DI)
+	STORE8F64
 	NEXT8(16, 64, dbf16loop)
 
 dbf16done:
