@@ -93,23 +93,18 @@ func mergedBytes(m model, t Tensor, dt string, f *surgery.Factors, scale float64
 		}
 	}
 	if rd, ok := m.(rowDecoder); ok && !t.Transposed {
-		var raw []byte
-		if ec, ok := m.(elementCodec); ok {
-			if sec, err := ec.section(t); err == nil {
-				if raw = viewOf(sec, 0, t.Bytes); raw != nil { // mapped: read in place
-					defer releaseOf(sec, 0, t.Bytes)
-				}
-			}
+		sec, err := rd.section(t)
+		if err != nil {
+			return nil, err
 		}
-		if raw == nil {
-			var err error
-			if raw, err = m.Raw(t); err != nil {
-				return nil, err
-			}
-		}
-		return encodeBlocks(m, t, dt, p, func(i0, i1 int, buf []float64) error {
-			return rd.decodeRows(t, raw, i0, i1, buf)
+		var out []byte
+		err = withStored(sec, t.Bytes, func() ([]byte, error) { return m.Raw(t) }, func(raw []byte) (err error) {
+			out, err = encodeBlocks(m, t, dt, p, func(i0, i1 int, buf []float64) error {
+				return rd.decodeRows(t, raw, i0, i1, buf)
+			})
+			return err
 		})
+		return out, err
 	}
 	wr, err := m.Decode(t)
 	if err != nil {
@@ -172,6 +167,8 @@ func encodeBlocks(m model, t Tensor, dt string, p *surgery.Principal, fill func(
 // whole weight as float32.
 type rowDecoder interface {
 	decodeRows(t Tensor, raw []byte, i0, i1 int, dst []float64) error
+	// section reads t's stored bytes.
+	section(t Tensor) (io.ReaderAt, error)
 }
 
 // tileSource supplies the values P is added to, for one worker of tiled: a

@@ -69,33 +69,37 @@ func (f *inputFile) release(off, n int64) {
 	}
 }
 
+// inputOf returns the inputFile r reads (r itself, or the file under a
+// section of it), the offset of r's first byte in it and r's size.
+func inputOf(r io.ReaderAt) (in *inputFile, base, size int64, ok bool) {
+	if sr, isSec := r.(*io.SectionReader); isSec {
+		var outer io.ReaderAt
+		outer, base, size = sr.Outer()
+		in, ok = outer.(*inputFile)
+		return in, base, size, ok
+	}
+	if in, ok = r.(*inputFile); ok {
+		return in, 0, in.size, true
+	}
+	return nil, 0, 0, false
+}
+
 // releaseOf releases r's bytes [off, off+n) when r is a mapped inputFile
 // or a section of one.
 func releaseOf(r io.ReaderAt, off, n int64) {
-	if sr, ok := r.(*io.SectionReader); ok {
-		var base int64
-		r, base, _ = sr.Outer()
-		off += base
-	}
-	if in, ok := r.(*inputFile); ok {
-		in.release(off, n)
+	if in, base, _, ok := inputOf(r); ok {
+		in.release(base+off, n)
 	}
 }
 
 // viewOf returns r's bytes [off, off+n) in place when r is an inputFile
 // or a section of one that is mapped, else nil.
 func viewOf(r io.ReaderAt, off, n int64) []byte {
-	if sr, ok := r.(*io.SectionReader); ok {
-		outer, base, size := sr.Outer()
-		if off < 0 || n < 0 || off > size-n {
-			return nil
-		}
-		r, off = outer, base+off
+	in, base, size, ok := inputOf(r)
+	if !ok || off < 0 || n < 0 || off > size-n {
+		return nil
 	}
-	if in, ok := r.(*inputFile); ok {
-		return in.view(off, n)
-	}
-	return nil
+	return in.view(base+off, n)
 }
 
 // withStored calls fn with the size stored bytes of sec (a tensor's
