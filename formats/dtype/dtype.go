@@ -319,11 +319,20 @@ func Encode(k Kind, dst []byte, src []float64) {
 // of 8 that dst and src both hold, when the CPU has them, and returns how
 // many elements it converted (0 without them).
 func vector[D, S any](fn func(dst *D, src *S, n int) int, dst []D, src []S) int {
-	n := min(len(dst), len(src)) &^ 7
+	n := min(elems(dst), elems(src)) &^ 7
 	if !haveSIMD || n == 0 {
 		return 0
 	}
 	return fn(&dst[0], &src[0], n)
+}
+
+// elems is the number of elements s holds for the vector codecs: a []byte
+// holds 16-bit codes, two bytes each.
+func elems[T any](s []T) int {
+	if _, ok := any(s).([]byte); ok {
+		return len(s) / 2
+	}
+	return len(s)
 }
 
 // Ulp returns the spacing of kind k's representable values at |x|: the

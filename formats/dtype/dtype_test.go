@@ -275,3 +275,26 @@ func TestDecodeEveryCode(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodeShortSource: a source shorter than the destination needs is
+// never read past its end (the vector code included): decoding panics as
+// the scalar code does.
+func TestDecodeShortSource(t *testing.T) {
+	for _, k := range []Kind{F16, BF16} {
+		for _, f64 := range []bool{false, true} {
+			func() {
+				defer func() {
+					if recover() == nil {
+						t.Errorf("%v (float64 %v): decoding 16 elements from 16 bytes did not panic", k, f64)
+					}
+				}()
+				src := make([]byte, 16)
+				if f64 {
+					DecodeFloat64(k, make([]float64, 16), src)
+				} else {
+					Decode(k, make([]float32, 16), src)
+				}
+			}()
+		}
+	}
+}
