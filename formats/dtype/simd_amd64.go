@@ -8,9 +8,9 @@ import "golang.org/x/sys/cpu"
 var haveSIMD = cpu.X86.HasAVX2 && cpu.X86.HasF16C
 
 // The vector codecs (simd_amd64.s). Each converts whole groups of 8 from
-// the start of src and returns how many elements it did: it stops before a
-// group holding a NaN (or, decoding, an infinity), which the scalar code
-// then handles.
+// the start of src and returns how many elements it did: the decoders do
+// them all, the encoders stop before a group holding a NaN, which the
+// scalar code then handles.
 
 //go:noescape
 func encF16(dst *byte, src *float64, n int) int
