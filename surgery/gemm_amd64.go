@@ -86,33 +86,32 @@ func packTN6f32f64(dst *float64, ss int, src *float32, lda, kc, strips, pf int)
 // A (into float32 strips, or for mr = 6 also float64 ones) with vector
 // moves and software prefetch; it reports false when it does not apply.
 func packTNFast[S, T float](dst []T, a []S, lda, i0, k0, kc, full, ss, mr int) bool {
-	s, ok2 := any(a).([]float32)
-	if !ok2 || !hasAVX2 || full == 0 || kc == 0 {
+	s, ok := any(a).([]float32)
+	if !ok || !hasAVX2 || full == 0 || kc == 0 || mr != 8 && mr != 6 {
 		return false
 	}
-	if d64, ok := any(dst).([]float64); ok && mr == 6 {
-		_ = d64[(full-1)*ss+mr*kc-1]
-		_ = s[(k0+kc-1)*lda+i0+mr*full-1]
-		pf := max(0, min(packPrefetchRows, len(s)/lda-(k0+kc)))
-		packTN6f32f64(&d64[0], ss, &s[k0*lda+i0], lda, kc, full, pf)
-		return true
-	}
-	d, ok1 := any(dst).([]float32)
-	if !ok1 || mr != 8 && mr != 6 {
-		return false
-	}
-	_ = d[(full-1)*ss+mr*kc-1]
 	_ = s[(k0+kc-1)*lda+i0+mr*full-1]
-	pf := min(packPrefetchRows, len(s)/lda-(k0+kc)) // stay inside A
-	if pf < 0 {
-		pf = 0
-	}
-	// The prefetch of the last rows may point past A's last full row
-	// segment but never past its last row: PREFETCH does not fault anyway.
-	if mr == 6 {
-		packTN6f32(&d[0], ss, &s[k0*lda+i0], lda, kc, full, max(pf, 0))
-	} else {
-		packTN8f32(&d[0], ss, &s[k0*lda+i0], lda, kc, full, max(pf, 0))
+	src := &s[k0*lda+i0]
+	// Prefetch up to packPrefetchRows ahead, staying inside A's rows (the
+	// last prefetches may point past A's last full row segment, never past
+	// its last row; PREFETCH does not fault anyway).
+	pf := max(0, min(packPrefetchRows, len(s)/lda-(k0+kc)))
+	switch d := any(dst).(type) {
+	case []float64:
+		if mr != 6 {
+			return false
+		}
+		_ = d[(full-1)*ss+mr*kc-1]
+		packTN6f32f64(&d[0], ss, src, lda, kc, full, pf)
+	case []float32:
+		_ = d[(full-1)*ss+mr*kc-1]
+		if mr == 6 {
+			packTN6f32(&d[0], ss, src, lda, kc, full, pf)
+		} else {
+			packTN8f32(&d[0], ss, src, lda, kc, full, pf)
+		}
+	default:
+		return false
 	}
 	return true
 }
