@@ -216,9 +216,9 @@ func (l *Loaded) checkResidual(m model, want digest) error {
 			}
 		}
 	}
-	name, sum := "sha256", func(f FileHash) string { return f.SHA256 }
+	name := "sha256"
 	if want == digestCRC32C {
-		name, sum = "crc32c", func(f FileHash) string { return f.CRC32C }
+		name = "crc32c"
 	}
 	got, w, diff, err := fileDiff(m, rec, want)
 	switch {
@@ -227,11 +227,11 @@ func (l *Loaded) checkResidual(m model, want digest) error {
 	case !diff:
 		return nil
 	case len(rec) == 1 && len(modelFiles(m)) == 1: // compared whatever its name
-		return inputErr("%s: residual %s has %s %s but the adapter was split with %s (%s %s); use --force to merge anyway", l.Dir, m.Path(), name, sum(got), w.Path, name, sum(w))
+		return inputErr("%s: residual %s has %s %s but the adapter was split with %s (%s %s); use --force to merge anyway", l.Dir, m.Path(), name, got.sum(want), w.Path, name, w.sum(want))
 	case w.Path == "":
 		return inputErr("%s: residual file %s is not one this adapter was split with (it records %s); use --force to merge anyway", l.Dir, got.Path, fileList(rec))
 	}
-	return inputErr("%s: residual %s has %s %s but the adapter was split with %s %s; use --force to merge anyway", l.Dir, got.Path, name, sum(got), name, sum(w))
+	return inputErr("%s: residual %s has %s %s but the adapter was split with %s %s; use --force to merge anyway", l.Dir, got.Path, name, got.sum(want), name, w.sum(want))
 }
 
 // fileDiff hashes m's files (the checksum want selects) and compares them
@@ -244,12 +244,7 @@ func fileDiff(m model, rec []FileHash, want digest) (got, w FileHash, diff bool,
 	if hashed.err != nil {
 		return got, w, false, hashed.err
 	}
-	same := func(a, b FileHash) bool {
-		if want == digestCRC32C {
-			return a.CRC32C == b.CRC32C
-		}
-		return a.SHA256 == b.SHA256
-	}
+	same := func(a, b FileHash) bool { return a.sum(want) == b.sum(want) }
 	if len(hashed.files) == 1 && len(rec) == 1 {
 		return hashed.files[0], rec[0], !same(hashed.files[0], rec[0]), nil
 	}
@@ -263,6 +258,14 @@ func fileDiff(m model, rec []FileHash, want digest) (got, w FileHash, diff bool,
 		}
 	}
 	return got, w, false, nil
+}
+
+// sum returns f's checksum of kind d (sha256 unless d is digestCRC32C).
+func (f FileHash) sum(d digest) string {
+	if d == digestCRC32C {
+		return f.CRC32C
+	}
+	return f.SHA256
 }
 
 func fileList(fs []FileHash) string {
