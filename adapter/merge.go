@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"time"
 )
@@ -135,12 +134,8 @@ func Merge(ctx context.Context, residual, adapterDir, out string, opts MergeOpti
 	// Results go back to the pool once the writer is done with them (when
 	// it asks for the next tensor): at most the pipeline's window of
 	// buffers, plus the one being written, ever exist.
-	threads := opts.Threads
-	if threads <= 0 {
-		threads = runtime.GOMAXPROCS(0)
-	}
-	pool := &bufPool{keep: threads + 2}
-	p := startPipeline(ctx, threads, len(targets), func(ctx context.Context, i int) ([]byte, error) {
+	pool := &bufPool{keep: pipelineWindow(opts.Threads) + 1}
+	p := startPipeline(ctx, opts.Threads, len(targets), func(ctx context.Context, i int) ([]byte, error) {
 		t := targets[i]
 		if i+1 < len(targets) {
 			prefetch(m, targets[i+1])

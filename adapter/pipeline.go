@@ -22,6 +22,15 @@ type outcome[R any] struct {
 	err error
 }
 
+// pipelineWindow returns how many results a pipeline on threads workers
+// (all cores when ≤ 0) holds at most: one per worker and one waiting.
+func pipelineWindow(threads int) int {
+	if threads <= 0 {
+		threads = runtime.GOMAXPROCS(0)
+	}
+	return threads + 1
+}
+
 // startPipeline starts n jobs on threads workers (all cores when ≤ 0).
 func startPipeline[R any](ctx context.Context, threads, n int, job func(ctx context.Context, i int) (R, error)) *pipeline[R] {
 	if threads <= 0 {
@@ -30,7 +39,7 @@ func startPipeline[R any](ctx context.Context, threads, n int, job func(ctx cont
 	ctx, cancel := context.WithCancel(ctx)
 	p := &pipeline[R]{
 		results: make([]chan outcome[R], n),
-		slots:   make(chan struct{}, threads+1),
+		slots:   make(chan struct{}, pipelineWindow(threads)),
 		cancel:  cancel,
 	}
 	for i := range p.results {
