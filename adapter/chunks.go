@@ -201,20 +201,23 @@ type readerSource struct {
 func (s *readerSource) load(i0, i1 int) error {
 	rowBytes := s.cols * s.kind.Size()
 	n := (i1 - i0) * rowBytes
-	if v := viewOf(s.r, int64(i0)*int64(rowBytes), int64(n)); v != nil {
+	off := int64(i0) * int64(rowBytes)
+	if v := viewOf(s.r, off, int64(n)); v != nil {
 		s.i0, s.loaded = i0, v // mapped: read in place (tiled guards faults)
+		noteReadOf(s.r, off, v)
 		return nil
 	}
 	if cap(s.buf) < n {
 		s.buf = make([]byte, n)
 	}
 	s.i0, s.loaded = i0, s.buf[:n]
-	if _, err := s.r.ReadAt(s.loaded, int64(i0)*int64(rowBytes)); err != nil {
+	if _, err := s.r.ReadAt(s.loaded, off); err != nil {
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF
 		}
 		return fmt.Errorf("rows %d..%d: %w", i0, i1, err)
 	}
+	noteReadOf(s.r, off, s.loaded)
 	return nil
 }
 

@@ -210,7 +210,7 @@ func (m *ggufModel) rewrite(w io.Writer, newType map[string]string, repl func(Te
 		} else {
 			var sec *io.SectionReader
 			if sec, err = m.f.Section(ti.Name); err == nil {
-				err = gw.WriteTensorFrom(ti.Name, sec)
+				err = gw.WriteTensorFrom(ti.Name, readNoting(sec))
 			}
 		}
 		if err != nil {

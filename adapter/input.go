@@ -17,6 +17,9 @@ type inputFile struct {
 	*os.File
 	size int64
 	data []byte // the mapping; nil when the file is not mapped
+	// sums collects the checksums of what is read (see recordReads); nil
+	// when it does not.
+	sums *readSums
 }
 
 // openInput opens path for reading and maps it when it can.
@@ -110,12 +113,14 @@ func withStored(sec io.ReaderAt, size int64, read func() ([]byte, error), fn fun
 	if v := viewOf(sec, 0, size); v != nil {
 		defer releaseOf(sec, 0, size)
 		defer catchFault(guardFaults(), &err)
+		noteReadOf(sec, 0, v)
 		return fn(v)
 	}
 	b, err := read()
 	if err != nil {
 		return err
 	}
+	noteReadOf(sec, 0, b)
 	return fn(b)
 }
 

@@ -209,13 +209,7 @@ func (l *Loaded) checkResidual(m model, want digest) error {
 		return nil
 	}
 	rec := l.Config.Residual.Files
-	if want == digestCRC32C {
-		for _, f := range rec {
-			if f.CRC32C == "" {
-				want = digestSHA256
-			}
-		}
-	}
+	want = l.residualDigest(want)
 	name := "sha256"
 	if want == digestCRC32C {
 		name = "crc32c"
@@ -232,6 +226,20 @@ func (l *Loaded) checkResidual(m model, want digest) error {
 		return inputErr("%s: residual file %s is not one this adapter was split with (it records %s); use --force to merge anyway", l.Dir, got.Path, fileList(rec))
 	}
 	return inputErr("%s: residual %s has %s %s but the adapter was split with %s %s; use --force to merge anyway", l.Dir, got.Path, name, got.sum(want), name, w.sum(want))
+}
+
+// residualDigest returns the checksum checkResidual compares when asked
+// for want: CRC-32C only when the adapter recorded it for every file.
+func (l *Loaded) residualDigest(want digest) digest {
+	if l.Config == nil {
+		return want
+	}
+	for _, f := range l.Config.Residual.Files {
+		if f.CRC32C == "" {
+			return digestSHA256
+		}
+	}
+	return want
 }
 
 // fileDiff hashes m's files (the checksum want selects) and compares them

@@ -25,6 +25,10 @@ type MergeOptions struct {
 	Progress   Progress
 }
 
+// mergeReadAhead is how far merge reads the residual ahead of the tensor
+// being written (see readAhead).
+const mergeReadAhead = 1 << 30
+
 // MergeReport describes a finished merge.
 type MergeReport struct {
 	Residual string   `json:"residual"`
@@ -59,21 +63,32 @@ func Merge(ctx context.Context, residual, adapterDir, out string, opts MergeOpti
 	if err != nil {
 		return nil, err
 	}
-	// The residual's checksum is checked while the merge runs (hashing a
-	// large model takes as long as reading it); a mismatch cancels the work
-	// at once and nothing is written.
+	// The residual's checksum is checked on the bytes the merge reads, as
+	// it reads them, when the adapter recorded CRC-32Cs and the residual's
+	// files can note their reads (see readsum.go): the checksum is known
+	// once the merge has read everything, and a mismatch then fails it
+	// before anything is committed. Otherwise the check runs beside the
+	// merge (hashing a large model takes as long as reading it) and a
+	// mismatch cancels the work at once.
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	var checked chan error
-	if !opts.Force && ad.Config != nil {
-		checked = make(chan error, 1)
+	checked := func() error { return nil }
+	readsAll := false // a background check reads every byte of the residual
+	switch {
+	case opts.Force || ad.Config == nil:
+	case ad.residualDigest(digestCRC32C) == digestCRC32C && recordReads(m):
+		checked = func() error { return ad.checkResidual(m, digestCRC32C) }
+	default:
+		readsAll = true
+		c := make(chan error, 1)
 		go func() {
 			err := ad.checkResidual(m, digestCRC32C)
 			if err != nil {
 				cancel(err)
 			}
-			checked <- err
+			c <- err
 		}()
+		checked = func() error { return <-c }
 	}
 	defer func() {
 		if c := context.Cause(ctx); err != nil && c != nil && !errors.Is(c, context.Canceled) {
@@ -106,7 +121,7 @@ func Merge(ctx context.Context, residual, adapterDir, out string, opts MergeOpti
 		if err := mergeONNX(om, ad, mods, out, tx, rep); err != nil {
 			return nil, err
 		}
-		if err := waitCheck(checked); err != nil {
+		if err := checked(); err != nil {
 			return nil, err
 		}
 		if err := tx.commit(); err != nil {
@@ -148,6 +163,12 @@ func Merge(ctx context.Context, residual, adapterDir, out string, opts MergeOpti
 	for _, t := range m.Tensors() {
 		total += t.Bytes
 	}
+	consumed := func(int64) {}
+	if ins := inputList(m); len(ins) > 0 && !readsAll {
+		ra := startReadAhead(ins, mergeReadAhead)
+		defer ra.close()
+		consumed = ra.consumed
+	}
 	opts.Progress.Start(total)
 	defer opts.Progress.Finish()
 	var written []byte
@@ -155,6 +176,7 @@ func Merge(ctx context.Context, residual, adapterDir, out string, opts MergeOpti
 		pool.put(written) // the writer has finished with the previous result
 		written = nil
 		opts.Progress.Add(t.Bytes, t.Name)
+		consumed(t.Bytes)
 		i, ok := idx[t.Name]
 		if !ok {
 			rep.Copied++
@@ -171,7 +193,7 @@ func Merge(ctx context.Context, residual, adapterDir, out string, opts MergeOpti
 	if err := writeMerged(tx, m, out, newType, repl); err != nil {
 		return nil, err
 	}
-	if err := waitCheck(checked); err != nil {
+	if err := checked(); err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
@@ -182,14 +204,6 @@ func Merge(ctx context.Context, residual, adapterDir, out string, opts MergeOpti
 	}
 	rep.Seconds = time.Since(start).Seconds()
 	return rep, nil
-}
-
-// waitCheck waits for a background check (nil: none was started).
-func waitCheck(c chan error) error {
-	if c == nil {
-		return nil
-	}
-	return <-c
 }
 
 func mergeOne(m model, ad *Loaded, mod Module, t Tensor, dt string, pool *bufPool) ([]byte, error) {

@@ -170,7 +170,7 @@ func (m *stModel) copyRaw(sw *safetensors.Writer, t Tensor) error {
 	if err != nil {
 		return err
 	}
-	_, err = io.Copy(w, sec)
+	_, err = io.Copy(w, readNoting(sec))
 	return err
 }
 

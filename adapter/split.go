@@ -356,7 +356,8 @@ type hashResult struct {
 }
 
 // hashFiles hashes m's files (see modelFiles) with the checksums want
-// selects.
+// selects. A file that records its reads (see recordReads) has its CRC-32C
+// put together from them.
 func hashFiles(m model, want digest) hashResult {
 	files := modelFiles(m)
 	dir := m.Path()
@@ -364,8 +365,17 @@ func hashFiles(m model, want digest) hashResult {
 		dir = filepath.Dir(dir)
 	}
 	var out []FileHash
+	inputs := inputFiles(m)
 	for _, f := range files {
-		s, c, err := hashFile(filepath.Join(dir, f), want)
+		var s, c string
+		var err error
+		if in := inputs[f]; in != nil && in.sums != nil && want == digestCRC32C {
+			var sum uint32
+			sum, err = in.crc32c()
+			c = fmt.Sprintf("%08x", sum)
+		} else {
+			s, c, err = hashFile(filepath.Join(dir, f), want)
+		}
 		if err != nil {
 			return hashResult{err: err}
 		}
