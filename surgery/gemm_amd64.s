@@ -279,6 +279,16 @@ TEXT ·kernD6x8AVX2(SB), NOSPLIT, $0-40
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8
+	// Ask for the tile's six rows of C now: they are added in at the end,
+	// and would otherwise be waited for then.
+	PREFETCHT0 (DX)
+	PREFETCHT0 (DX)(R8*1)
+	PREFETCHT0 (DX)(R8*2)
+	LEAQ       (DX)(R8*2), R9
+	PREFETCHT0 (R9)(R8*1)
+	PREFETCHT0 (R9)(R8*2)
+	LEAQ       (R9)(R8*2), R9
+	PREFETCHT0 (R9)(R8*1)
 	VXORPD Y0, Y0, Y0
 	VXORPD Y1, Y1, Y1
 	VXORPD Y2, Y2, Y2
