@@ -152,9 +152,6 @@ func Merge(ctx context.Context, residual, adapterDir, out string, opts MergeOpti
 	pool := &bufPool{keep: pipelineWindow(opts.Threads) + 1}
 	p := startPipeline(ctx, opts.Threads, len(targets), func(ctx context.Context, i int) ([]byte, error) {
 		t := targets[i]
-		if i+1 < len(targets) {
-			prefetch(m, targets[i+1])
-		}
 		return mergeOne(m, ad, mods[t.Name], t, dt, pool)
 	})
 	defer p.stop()
@@ -219,16 +216,6 @@ func mergeOne(m model, ad *Loaded, mod Module, t Tensor, dt string, pool *bufPoo
 		return nil, wrapInput(fmt.Errorf("%s: %w", m.Path(), err))
 	}
 	return b, nil
-}
-
-// prefetch starts reading t's stored bytes in the background (see
-// willNeed), for models that give a file section of it.
-func prefetch(m model, t Tensor) {
-	if ec, ok := m.(elementCodec); ok {
-		if r, err := ec.section(t); err == nil {
-			willNeed(r)
-		}
-	}
 }
 
 // normalizeDType maps a --dtype value to the model format's type name.

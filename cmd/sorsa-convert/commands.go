@@ -172,7 +172,7 @@ Examples:
 			&cli.StringFlag{Name: "residual-type", Value: "keep", Usage: "stored type of residual weights: keep (each weight's own), or f32, f16, bf16 (any format), q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q6_k (GGUF: QPiSSA-style requantization)"},
 			&cli.BoolFlag{Name: "regularizer-output", Usage: "ONNX: add an output sorsa_orthonormal_loss (the SORSA regularizer) to augmented.onnx"},
 			&cli.BoolFlag{Name: "allow-nonfinite", Usage: "pass weights holding NaN/Inf through untouched (zero factors) instead of refusing"},
-			&cli.IntFlag{Name: "threads", Usage: "worker threads (default: all cores)"},
+			&cli.IntFlag{Name: "threads", Usage: "use at most `N` cores (default: all)"},
 			bufferedIOFlag(),
 		),
 		Action: func(c *cli.Context) error {
@@ -197,11 +197,15 @@ Examples:
 			if over == 0 {
 				over = -1
 			}
+			nthreads, err := threads(c)
+			if err != nil {
+				return err
+			}
 			opts := adapter.SplitOptions{
 				Rank:              c.Int("rank"),
 				SVD:               surgery.Options{Method: method, NIter: niter, Oversample: over, Seed: c.Uint64("seed")},
 				Targets:           pats,
-				Threads:           c.Int("threads"),
+				Threads:           nthreads,
 				BufferedIO:        c.Bool("buffered-io"),
 				PEFT:              c.Bool("peft"),
 				NoInitial:         c.Bool("no-initial"),
@@ -267,18 +271,21 @@ Examples:
 			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "output file (folder for a checkpoint folder)", Required: true},
 			&cli.StringFlag{Name: "dtype", Aliases: []string{"outtype"}, Value: "keep", Usage: "type of the merged weights: keep (the residual's), f32, f16, bf16; for GGUF also q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q6_k"},
 			&cli.BoolFlag{Name: "force", Usage: "merge even if the residual is not the one the adapter was split with"},
-			&cli.IntFlag{Name: "threads", Usage: "worker threads (default: all cores)"},
+			&cli.IntFlag{Name: "threads", Usage: "use at most `N` cores (default: all)"},
 			bufferedIOFlag(),
 		),
 		Action: func(c *cli.Context) error {
 			var rep *adapter.MergeReport
-			var err error
+			nthreads, err := threads(c)
+			if err != nil {
+				return err
+			}
 			switch c.NArg() {
 			case 1: // a trained augmented ONNX graph holds its own factors
 				rep, err = adapter.FoldAugmented(ctx, c.Args().Get(0), c.String("out"))
 			case 2:
 				rep, err = adapter.Merge(ctx, c.Args().Get(0), c.Args().Get(1), c.String("out"), adapter.MergeOptions{
-					DType: c.String("dtype"), Force: c.Bool("force"), Threads: c.Int("threads"), BufferedIO: c.Bool("buffered-io"), Progress: progress(c, "merge"),
+					DType: c.String("dtype"), Force: c.Bool("force"), Threads: nthreads, BufferedIO: c.Bool("buffered-io"), Progress: progress(c, "merge"),
 				})
 			default:
 				return wantArgs(c, 2, "RESIDUAL ADAPTER (or one AUGMENTED.onnx)")
@@ -314,14 +321,18 @@ Examples:
 		Flags: append(outputFlags(),
 			&cli.Float64Flag{Name: "orth-tol", Value: 1e-4, Usage: "largest accepted orthonormality error"},
 			&cli.Float64Flag{Name: "rel-tol", Usage: "accept a relative Frobenius error up to this instead of the rounding bound"},
-			&cli.IntFlag{Name: "threads", Usage: "worker threads (default: all cores)"},
+			&cli.IntFlag{Name: "threads", Usage: "use at most `N` cores (default: all)"},
 		),
 		Action: func(c *cli.Context) error {
 			if err := wantArgs(c, 3, "ORIGINAL RESIDUAL ADAPTER"); err != nil {
 				return err
 			}
+			nthreads, err := threads(c)
+			if err != nil {
+				return err
+			}
 			rep, err := adapter.Verify(ctx, c.Args().Get(0), c.Args().Get(1), c.Args().Get(2), adapter.VerifyOptions{
-				OrthTol: c.Float64("orth-tol"), RelTol: c.Float64("rel-tol"), Threads: c.Int("threads"),
+				OrthTol: c.Float64("orth-tol"), RelTol: c.Float64("rel-tol"), Threads: nthreads,
 			})
 			if err != nil {
 				return fail(ctx, err)

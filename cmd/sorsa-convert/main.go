@@ -14,6 +14,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -130,6 +131,22 @@ func wantArgs(c *cli.Context, n int, names string) error {
 		return fmt.Errorf("%s: want %d argument(s) %s, got %d (see --help)", c.Command.Name, n, names, c.NArg())
 	}
 	return nil
+}
+
+// threads applies --threads N: the process then runs on at most N cores
+// (GOMAXPROCS), which caps every parallel part of the work (the pipeline's
+// workers, the SVD's products, each weight's blocks), not only the number
+// of weights in flight. It returns N for the options' Threads (0: all
+// cores).
+func threads(c *cli.Context) (int, error) {
+	n := c.Int("threads")
+	if n < 0 {
+		return 0, fmt.Errorf("%s: --threads %d: want a positive number of cores (or 0 for all)", c.Command.Name, n)
+	}
+	if n > 0 {
+		runtime.GOMAXPROCS(n)
+	}
+	return n, nil
 }
 
 // progress returns a progress bar on stderr, or nil when stderr is not a

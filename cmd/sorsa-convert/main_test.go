@@ -122,6 +122,9 @@ func TestHelpAndUsage(t *testing.T) {
 		{"frobnicate"},
 		{"split", "m.safetensors", "-r", "4", "-o", "o", "--svd", "magic"},
 		{"split", "m.safetensors", "-r", "4", "-o", "o", "-t", "("},
+		{"split", "m.safetensors", "-r", "4", "-o", "o", "--threads", "-1"},
+		{"merge", "a", "b", "-o", "o", "--threads", "-2"},
+		{"verify", "a", "b", "c", "--threads", "-1"},
 	}
 	for _, args := range bad {
 		r := inproc(args...)

@@ -6,6 +6,9 @@
 # /tmp/sorsa-bench, ~13 GiB; generating it takes a while the first time), its
 # split beside it in <checkpoint>-out/ (another 13 GiB while it runs).
 #   LAYERS=4 testdata/bench/model7b.sh     # a quicker run on the first 4 layers' shapes
+#   PAIRS=4 testdata/bench/model7b.sh      # then 4 more cold copy/merge pairs
+#   PAIRS=4 MERGE_ONLY=1 testdata/bench/model7b.sh  # only the pairs, on the split
+#                                          # a previous run left in <checkpoint>-out/
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 bin="$root/bin"
@@ -40,6 +43,29 @@ cold() {
 cache_note="page cache dropped before each"
 [ -w /proc/sys/vm/drop_caches ] || cache_note="page cache NOT dropped (not root)"
 out="$model-out" # the split and the merge, beside their checkpoint
+
+# pairs N: N rounds of a cold copy then a cold merge of the split, one
+# table row each (the disk's speed drifts, so each merge is compared with
+# the copy made just before it).
+pairs() {
+  [ "${1:-0}" -gt 0 ] || return 0
+  printf '\n| pair | copy | merge | merge / copy |\n|---|---|---|---|\n'
+  for i in $(seq 1 "$1"); do
+    cold
+    read -r c_s _ _ _ < <(measure copy sh -c 'cp -r "$1" "$2" && sync' copy "$model" "$dir/copy")
+    rm -rf "$dir/copy"
+    cold
+    read -r m_s _ m_user m_sys < <(measure merge "$bin/sorsa-convert" merge "$out/split/residual" "$out/split/adapter" --json -o "$out/merged")
+    rm -rf "$out/merged"
+    printf '| %d | %.1f s | %.1f s (CPU: user %.1f s, system %.1f s) | %.2f× |\n' "$i" "$c_s" "$m_s" "$m_user" "$m_sys" "$(python3 -c "print($m_s/$c_s)")"
+  done
+}
+if [ -n "${MERGE_ONLY:-}" ]; then
+  [ -f "$out/split/adapter/adapter_config.json" ] || { echo "MERGE_ONLY: no split in $out/split; run without it first" >&2; exit 1; }
+  rm -rf "$out/merged" "$dir/copy"
+  pairs "${PAIRS:-1}"
+  exit 0
+fi
 rm -rf "$out" "$dir/copy"
 cold
 read -r copy_s _ copy_user copy_sys < <(measure copy sh -c 'cp -r "$1" "$2" && sync' copy "$model" "$dir/copy")
@@ -62,3 +88,4 @@ printf '| merge: wall time (vs copy, %s) | %.1f s (%.2f×; CPU: user %.1f s, sys
 printf '| merge: peak resident memory | %.2f GiB |\n' "$(python3 -c "print($merge_rss/1024/1024)")"
 printf '| verify: wall time, peak memory | %.1f s, %.2f GiB |\n' "$verify_s" "$(python3 -c "print($verify_rss/1024/1024)")"
 python3 -c "import json;r=json.load(open('$dir/verify.out'));print('| verify | ok=%s, max ‖AAᵀ−I‖ %.1e, max ‖BᵀB−I‖ %.1e |'%(r['ok'],max(t['orth_a'] for t in r['targets']),max(t['orth_b'] for t in r['targets'])))"
+pairs "${PAIRS:-0}"
