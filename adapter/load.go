@@ -223,9 +223,39 @@ func (l *Loaded) checkResidual(m model, want digest) error {
 	case len(rec) == 1 && len(modelFiles(m)) == 1: // compared whatever its name
 		return inputErr("%s: residual %s has %s %s but the adapter was split with %s (%s %s); use --force to merge anyway", l.Dir, m.Path(), name, got.sum(want), w.Path, name, w.sum(want))
 	case w.Path == "":
-		return inputErr("%s: residual file %s is not one this adapter was split with (it records %s); use --force to merge anyway", l.Dir, got.Path, fileList(rec))
+		return l.unknownFile(got.Path)
 	}
 	return inputErr("%s: residual %s has %s %s but the adapter was split with %s %s; use --force to merge anyway", l.Dir, got.Path, name, got.sum(want), name, w.sum(want))
+}
+
+// unknownFile is the error for a residual file the adapter has no record of.
+func (l *Loaded) unknownFile(path string) error {
+	return inputErr("%s: residual file %s is not one this adapter was split with (it records %s); use --force to merge anyway", l.Dir, path, fileList(l.Config.Residual.Files))
+}
+
+// checkResidualNames refuses a residual whose files the adapter has no
+// record of (a single file may have been renamed): what checkResidual
+// would find first, known before any byte is read. Merge checks this
+// before it starts, since its checksums are complete only at its end.
+func (l *Loaded) checkResidualNames(m model) error {
+	if l.Config == nil {
+		return nil
+	}
+	rec := l.Config.Residual.Files
+	files := modelFiles(m)
+	if len(rec) == 1 && len(files) == 1 {
+		return nil
+	}
+	known := map[string]bool{}
+	for _, f := range rec {
+		known[f.Path] = true
+	}
+	for _, f := range files {
+		if !known[f] {
+			return l.unknownFile(f)
+		}
+	}
+	return nil
 }
 
 // residualDigest returns the checksum checkResidual compares when asked

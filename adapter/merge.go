@@ -77,6 +77,9 @@ func Merge(ctx context.Context, residual, adapterDir, out string, opts MergeOpti
 	switch {
 	case opts.Force || ad.Config == nil:
 	case ad.residualDigest(digestCRC32C) == digestCRC32C && recordReads(m):
+		if err := ad.checkResidualNames(m); err != nil {
+			return nil, err
+		}
 		checked = func() error { return ad.checkResidual(m, digestCRC32C) }
 	default:
 		readsAll = true

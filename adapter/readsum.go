@@ -24,8 +24,13 @@ import (
 // modelFiles gives them.
 func inputFiles(m model) map[string]*inputFile {
 	out := map[string]*inputFile{}
-	for _, in := range inputList(m) {
-		out[filepath.Base(in.Name())] = in
+	switch mm := m.(type) {
+	case *stModel:
+		for i, s := range mm.shards {
+			out[s] = mm.inputs[i]
+		}
+	case *ggufModel:
+		out[filepath.Base(mm.path)] = mm.in
 	}
 	return out
 }
@@ -72,9 +77,13 @@ func (f *inputFile) noteRead(off int64, b []byte) {
 	if f.sums == nil || len(b) == 0 {
 		return
 	}
-	s := readSpan{off: off, n: int64(len(b)), crc: crc32.Checksum(b, castagnoli)}
+	f.noteSum(off, int64(len(b)), crc32.Checksum(b, castagnoli))
+}
+
+// noteSum records that f's bytes [off, off+n) had CRC-32C sum when read.
+func (f *inputFile) noteSum(off, n int64, sum uint32) {
 	f.sums.mu.Lock()
-	f.sums.spans = append(f.sums.spans, s)
+	f.sums.spans = append(f.sums.spans, readSpan{off: off, n: n, crc: sum})
 	f.sums.mu.Unlock()
 }
 
@@ -139,35 +148,50 @@ func (f *inputFile) crcRange(off, n int64) (sum uint32, err error) {
 }
 
 // notingReader reads a section of an input file front to back, noting
-// what it reads (see noteRead).
+// what it reads (see noteSum) in ranges of a few MiB however small the
+// reads (io.CopyN reads 32 KiB at a time), the last when the section's
+// end is reached.
 type notingReader struct {
-	sec *io.SectionReader
-	off int64
+	sec   *io.SectionReader
+	in    *inputFile
+	base  int64  // the section's offset in the file
+	off   int64  // next byte to read, within the section
+	start int64  // first byte of the range being summed
+	sum   uint32 // CRC-32C of [start, off)
 }
+
+// notedRange is how many bytes notingReader sums before noting them.
+const notedRange = 4 << 20
 
 // readNoting returns a reader of sec that notes its reads when sec's file
 // records them, else sec itself.
 func readNoting(sec *io.SectionReader) io.Reader {
-	if in, _, _, ok := inputOf(sec); ok && in.sums != nil {
-		return &notingReader{sec: sec}
+	if in, base, _, ok := inputOf(sec); ok && in.sums != nil {
+		return &notingReader{sec: sec, in: in, base: base}
 	}
 	return sec
 }
 
 func (r *notingReader) Read(p []byte) (int, error) {
 	n, err := r.sec.ReadAt(p, r.off)
-	noteReadOf(r.sec, r.off, p[:n])
+	r.sum = crc32.Update(r.sum, castagnoli, p[:n])
 	r.off += int64(n)
+	if r.off-r.start >= notedRange || r.off >= r.sec.Size() {
+		if r.off > r.start {
+			r.in.noteSum(r.base+r.start, r.off-r.start, r.sum)
+		}
+		r.start, r.sum = r.off, 0
+	}
 	if err == io.EOF && n > 0 {
 		err = nil
 	}
 	return n, err
 }
 
-// WriteTo copies the rest of the section to w in pieces of a few MiB (so
-// that io.Copy notes a few large ranges, not many small ones).
+// WriteTo copies the rest of the section to w in pieces of a few MiB
+// (io.Copy's own buffer is 32 KiB).
 func (r *notingReader) WriteTo(w io.Writer) (written int64, err error) {
-	buf := make([]byte, min(4<<20, max(0, r.sec.Size()-r.off)))
+	buf := make([]byte, min(notedRange, max(0, r.sec.Size()-r.off)))
 	for len(buf) > 0 {
 		n, rerr := r.Read(buf)
 		if n > 0 {

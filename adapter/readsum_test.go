@@ -148,6 +148,20 @@ func TestNotingReader(t *testing.T) {
 	if covered != int64(len(data))-5 || len(in.sums.spans) > 3 {
 		t.Errorf("noted %d bytes in %d spans, want %d bytes in a few", covered, len(in.sums.spans), len(data)-5)
 	}
+	// Small reads (io.CopyN's 32 KiB) are noted in the same few ranges,
+	// the last one when the section ends.
+	in.sums.spans = nil
+	out.Reset()
+	n := int64(len(data)) - 7
+	if _, err := io.CopyN(struct{ io.Writer }{&out}, readNoting(io.NewSectionReader(in, 7, n)), n); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := len(in.sums.spans), int((n+notedRange-1)/notedRange); got != want {
+		t.Errorf("32 KiB reads noted in %d spans, want %d", got, want)
+	}
+	if sum, err := in.crc32c(); err != nil || sum != crc32.Checksum(data, castagnoli) {
+		t.Errorf("sum from the small reads: %08x, %v", sum, err)
+	}
 }
 
 // TestMergeChecksWhatItReads: merge refuses a residual changed by one bit
@@ -263,5 +277,27 @@ func TestReadAhead(t *testing.T) {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		t.Fatal("close did not stop a waiting reader")
+	}
+}
+
+// TestMergeRefusesUnknownFiles: a residual whose files the adapter has no
+// record of is refused before the merge starts, naming the file.
+func TestMergeRefusesUnknownFiles(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "ckpt")
+	writeFixture(t, src, llamaTensors("BF16", 2, 32, 48), 2, 1)
+	out := filepath.Join(dir, "out")
+	if _, err := Split(context.Background(), src, out, SplitOptions{Rank: 4}); err != nil {
+		t.Fatal(err)
+	}
+	single := filepath.Join(dir, "single.safetensors") // same tensors, one file
+	writeFixture(t, single, llamaTensors("BF16", 2, 32, 48), 1, 1)
+	x := filepath.Join(dir, "x.safetensors")
+	_, err := Merge(context.Background(), single, filepath.Join(out, "adapter"), x, MergeOptions{})
+	if !errors.Is(err, ErrInput) || !strings.Contains(err.Error(), "single.safetensors is not one this adapter was split with") {
+		t.Fatalf("merge onto a file the adapter has no record of: %v", err)
+	}
+	if _, err := os.Stat(x); !os.IsNotExist(err) {
+		t.Error("refused merge left an output")
 	}
 }

@@ -365,7 +365,10 @@ func hashFiles(m model, want digest) hashResult {
 		dir = filepath.Dir(dir)
 	}
 	var out []FileHash
-	inputs := inputFiles(m)
+	var inputs map[string]*inputFile
+	if want == digestCRC32C {
+		inputs = inputFiles(m)
+	}
 	for _, f := range files {
 		var s, c string
 		var err error
