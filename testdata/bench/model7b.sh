@@ -16,6 +16,9 @@ dir="${SORSA_BENCH_DIR:-/tmp/sorsa-bench}"
 layers="${LAYERS:-32}"
 rank="${RANK:-128}"
 model="$dir/llama7b-f16-L$layers"
+case "${PAIRS:-0}" in
+  ''|*[!0-9]*) echo "PAIRS=$PAIRS: want a number of copy/merge pairs" >&2; exit 2 ;;
+esac
 mkdir -p "$dir"
 [ -n "${NO_BUILD:-}" ] || (cd "$root" && go build -o "$bin/" ./cmd/...)
 
