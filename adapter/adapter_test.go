@@ -206,13 +206,7 @@ func TestSplitDeterministic(t *testing.T) {
 }
 
 func TestMergeChecksResidual(t *testing.T) {
-	dir := t.TempDir()
-	src := filepath.Join(dir, "m.safetensors")
-	writeFixture(t, src, llamaTensors("F16", 1, 32, 48), 1, 1)
-	out := filepath.Join(dir, "out")
-	if _, err := Split(context.Background(), src, out, SplitOptions{Rank: 4}); err != nil {
-		t.Fatal(err)
-	}
+	dir, src, out := splitFixture(t, "m.safetensors", llamaTensors("F16", 1, 32, 48), 1, 4)
 	ad := filepath.Join(out, "adapter")
 	x := filepath.Join(dir, "x.safetensors")
 	// The residual itself passes; the original (not the residual) is
@@ -499,13 +493,7 @@ func TestRowBlocksMatchWhole(t *testing.T) {
 // TestMergeChecksShardedResidual: each shard of a checkpoint folder is
 // checked against its own record.
 func TestMergeChecksShardedResidual(t *testing.T) {
-	dir := t.TempDir()
-	src := filepath.Join(dir, "ckpt")
-	writeFixture(t, src, llamaTensors("BF16", 2, 32, 48), 2, 1)
-	out := filepath.Join(dir, "out")
-	if _, err := Split(context.Background(), src, out, SplitOptions{Rank: 4}); err != nil {
-		t.Fatal(err)
-	}
+	dir, src, out := splitFixture(t, "ckpt", llamaTensors("BF16", 2, 32, 48), 2, 4)
 	ad := filepath.Join(out, "adapter")
 	if _, err := Merge(context.Background(), filepath.Join(out, "residual"), ad, filepath.Join(dir, "ok"), MergeOptions{}); err != nil {
 		t.Fatalf("merge onto its residual: %v", err)

@@ -1,6 +1,7 @@
 package adapter
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -200,4 +201,35 @@ func listFiles(t testing.TB, dir string) []string {
 		return nil
 	})
 	return out
+}
+
+// splitFixture writes ts as name in a temporary folder (shards > 1: a
+// checkpoint folder) and splits it at rank into dir/out; it returns the
+// folder, the model's path and the split's folder.
+func splitFixture(t *testing.T, name string, ts []fixTensor, shards int, rank int) (dir, src, out string) {
+	t.Helper()
+	dir = t.TempDir()
+	src = filepath.Join(dir, name)
+	writeFixture(t, src, ts, shards, 1)
+	out = filepath.Join(dir, "out")
+	if _, err := Split(context.Background(), src, out, SplitOptions{Rank: rank}); err != nil {
+		t.Fatal(err)
+	}
+	return dir, src, out
+}
+
+// openTestInput writes data to a temporary file and opens it as an
+// inputFile, closed when the test ends.
+func openTestInput(t *testing.T, data []byte) *inputFile {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	in, err := openInput(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { in.Close() })
+	return in
 }

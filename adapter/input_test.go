@@ -21,16 +21,8 @@ import (
 // TestInputFile: views of a mapped file are its bytes, sections included,
 // and out-of-range views are nil.
 func TestInputFile(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "f")
 	data := []byte("0123456789abcdefghij")
-	if err := os.WriteFile(path, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	in, err := openInput(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close()
+	in := openTestInput(t, data)
 	if in.data == nil {
 		if runtime.GOOS == "linux" {
 			t.Fatal("file not mapped on Linux")
@@ -72,7 +64,7 @@ func TestInputFile(t *testing.T) {
 		t.Fatalf("copyInput: mapped %q, unmapped %q", b1.Bytes(), b2.Bytes())
 	}
 	sum := sha256.Sum256(data)
-	if s, c, err := hashFile(path, digestSHA256|digestCRC32C); err != nil || s != hex.EncodeToString(sum[:]) ||
+	if s, c, err := hashFile(in.Name(), digestSHA256|digestCRC32C); err != nil || s != hex.EncodeToString(sum[:]) ||
 		c != fmt.Sprintf("%08x", crc32.Checksum(data, castagnoli)) {
 		t.Fatalf("hashFile = %s, %s, %v", s, c, err)
 	}

@@ -118,15 +118,7 @@ func TestInputFileCRC32C(t *testing.T) {
 // notes exactly its bytes.
 func TestNotingReader(t *testing.T) {
 	data := bytes.Repeat([]byte("0123456789"), 1<<20) // 10 MiB: several pieces
-	path := filepath.Join(t.TempDir(), "f")
-	if err := os.WriteFile(path, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	in, err := openInput(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close()
+	in := openTestInput(t, data)
 	if _, ok := readNoting(io.NewSectionReader(in, 0, 10)).(*io.SectionReader); !ok {
 		t.Error("readNoting wraps a file that records nothing")
 	}
@@ -168,13 +160,7 @@ func TestNotingReader(t *testing.T) {
 // anywhere: in a weight it merges (read tile by tile), in a tensor it
 // copies, or in its header (which only the final check reads).
 func TestMergeChecksWhatItReads(t *testing.T) {
-	dir := t.TempDir()
-	src := filepath.Join(dir, "m.safetensors")
-	writeFixture(t, src, llamaTensors("F16", 1, 32, 48), 1, 1)
-	out := filepath.Join(dir, "out")
-	if _, err := Split(context.Background(), src, out, SplitOptions{Rank: 4}); err != nil {
-		t.Fatal(err)
-	}
+	dir, _, out := splitFixture(t, "m.safetensors", llamaTensors("F16", 1, 32, 48), 1, 4)
 	ad := filepath.Join(out, "adapter")
 	res := filepath.Join(out, "residual.safetensors")
 	raw, err := os.ReadFile(res)
@@ -283,13 +269,7 @@ func TestReadAhead(t *testing.T) {
 // TestMergeRefusesUnknownFiles: a residual whose files the adapter has no
 // record of is refused before the merge starts, naming the file.
 func TestMergeRefusesUnknownFiles(t *testing.T) {
-	dir := t.TempDir()
-	src := filepath.Join(dir, "ckpt")
-	writeFixture(t, src, llamaTensors("BF16", 2, 32, 48), 2, 1)
-	out := filepath.Join(dir, "out")
-	if _, err := Split(context.Background(), src, out, SplitOptions{Rank: 4}); err != nil {
-		t.Fatal(err)
-	}
+	dir, _, out := splitFixture(t, "ckpt", llamaTensors("BF16", 2, 32, 48), 2, 4)
 	single := filepath.Join(dir, "single.safetensors") // same tensors, one file
 	writeFixture(t, single, llamaTensors("BF16", 2, 32, 48), 1, 1)
 	x := filepath.Join(dir, "x.safetensors")
