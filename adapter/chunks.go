@@ -68,6 +68,7 @@ type elementCodec interface {
 // once in dt (t's own type when empty).
 func residualBytes(m model, t Tensor, dt string, w *surgery.Matrix, f *surgery.Factors, scale float64) ([]byte, error) {
 	p := surgery.NewPrincipal(f, -scale)
+	defer p.Release()
 	if ec, ok := m.(elementCodec); ok {
 		if _, out, ok := ec.elementKinds(t, dt); ok {
 			return tiled(t, out, p, nil, func() tileSource { return matrixSource{w} })
@@ -82,6 +83,7 @@ func residualBytes(m model, t Tensor, dt string, w *surgery.Matrix, f *surgery.F
 // for the others, whole for a weight stored transposed.
 func mergedBytes(m model, t Tensor, dt string, f *surgery.Factors, scale float64, pool *bufPool) ([]byte, error) {
 	p := surgery.NewPrincipal(f, scale)
+	defer p.Release()
 	if ec, ok := m.(elementCodec); ok {
 		if in, out, ok := ec.elementKinds(t, dt); ok {
 			src, err := ec.section(t)

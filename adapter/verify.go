@@ -225,6 +225,7 @@ func verifyOne(om, rm model, ad *Loaded, mod Module, ot, rt Tensor, opts VerifyO
 		return tv, inputErr("%s: module %q: %v", ad.Dir, mod.Name, err)
 	}
 	p := surgery.NewPrincipal(f, mod.Scale)
+	defer p.Release()
 	align, _ := p.BlockShape()
 	rowBlocks(rt, align, func(i0, i1 int, acc []float64) error {
 		off := i0 * rt.In

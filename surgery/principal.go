@@ -35,24 +35,68 @@ func NewPrincipal(f *Factors, scale float64) *Principal {
 	m, n, r := f.B.Rows, f.A.Cols, len(f.S)
 	mustFit(f, m, n, m*n)
 	kern := kernel64
-	coef := make([]float64, m*r)
-	for i := 0; i < m; i++ {
-		for c := 0; c < r; c++ {
-			coef[i*r+c] = scale * float64(f.S[c]) * float64(f.B.Data[i*r+c])
-		}
-	}
 	p := &Principal{rows: m, cols: n, rank: r, kern: kern}
-	strips := (m + kern.mr - 1) / kern.mr
+	mr := kern.mr
+	strips := (m + mr - 1) / mr
 	for k0 := 0; k0 < r; k0 += gemmKC {
 		kc := min(gemmKC, r-k0)
-		blk := make([]float64, strips*stripStride(kern.mr, kc))
-		packA(blk, coef, r, false, 0, m, k0, kc, kern.mr)
+		ss := stripStride(mr, kc)
+		blk := getBuf[float64](strips * ss)
+		// Strip s holds rows s·mr … s·mr+mr−1 of scale·B·diag(S), inner
+		// index by inner index (see packA), zero below the last row.
+		for st := 0; st < strips; st++ {
+			d := blk[st*ss : (st+1)*ss]
+			clear(d[mr*kc:])
+			for o := 0; o < mr; o++ {
+				i := st*mr + o
+				if i >= m {
+					for kk := 0; kk < kc; kk++ {
+						d[kk*mr+o] = 0
+					}
+					continue
+				}
+				for kk, b := range f.B.Data[i*r+k0 : i*r+k0+kc] {
+					d[kk*mr+o] = scale * float64(f.S[k0+kk]) * float64(b)
+				}
+			}
+		}
 		p.coef = append(p.coef, blk)
 	}
-	a := make([]float64, r*n)
-	widenInto(a, f.A.Data)
-	p.panels = packB(a, n, r, n, kern.nr, 1) // kept, not handed back to the products' pool
+	p.panels = packBWide(f.A.Data, n, r, kern.nr)
 	return p
+}
+
+// packBWide packs the float32 k×n matrix b as packB does (alpha 1),
+// widened to float64 on the way, into a buffer from the pool.
+func packBWide(b []float32, n, k, nr int) []float64 {
+	panels := (n + nr - 1) / nr
+	bp := getBuf[float64](panels * k * nr)
+	for pn := 0; pn < panels; pn++ {
+		c0 := pn * nr
+		cols := min(nr, n-c0)
+		dst := bp[pn*k*nr : (pn+1)*k*nr]
+		for kk := 0; kk < k; kk++ {
+			d := dst[kk*nr : kk*nr+nr]
+			for j, v := range b[kk*n+c0 : kk*n+c0+cols] {
+				d[j] = float64(v)
+			}
+			clear(d[cols:])
+		}
+	}
+	return bp
+}
+
+// Release hands p's packed factors back for reuse by later products; p
+// must not be used afterwards. (A merge prepares one Principal per weight:
+// reusing their memory spares the system zeroing fresh pages for each.)
+func (p *Principal) Release() {
+	for _, b := range p.coef {
+		putBuf(b)
+	}
+	if p.panels != nil {
+		putBuf(p.panels)
+	}
+	p.coef, p.panels = nil, nil
 }
 
 // BlockShape returns the block of rows × columns a caller should work in:

@@ -42,7 +42,9 @@ func Residual(w *Matrix, f *Factors, scale float64, dst []float64) {
 		panic(fmt.Sprintf("surgery: Residual: %d×%d matrix with %d elements", w.Rows, w.Cols, len(w.Data)))
 	}
 	widenInto(dst, w.Data)
-	NewPrincipal(f, -scale).AddTo(dst)
+	p := NewPrincipal(f, -scale)
+	p.AddTo(dst)
+	p.Release()
 }
 
 // AddPrincipal adds scale·B·diag(S)·A to dst (rows × cols, row-major float64):
@@ -51,7 +53,9 @@ func Residual(w *Matrix, f *Factors, scale float64, dst []float64) {
 //
 // It panics if f does not fit a dst of B.Rows × A.Cols elements.
 func AddPrincipal(dst []float64, f *Factors, scale float64) {
-	NewPrincipal(f, scale).AddTo(dst)
+	p := NewPrincipal(f, scale)
+	p.AddTo(dst)
+	p.Release()
 }
 
 func mustFit(f *Factors, rows, cols, n int) {
