@@ -72,6 +72,41 @@ func (f *inputFile) release(off, n int64) {
 	}
 }
 
+// pieces calls fn with f's bytes [off, off+n), in order, at most piece
+// bytes at a time: in place from the mapping when f is mapped (asking the
+// kernel to read the next piece meanwhile, dropping each piece from the
+// process once fn returns, and turning a memory fault into an error), else
+// read into one buffer. fn must not keep b; its first error ends the walk.
+func (f *inputFile) pieces(off, n, piece int64, fn func(b []byte) error) (err error) {
+	end := off + n
+	if f.view(off, n) == nil {
+		buf := make([]byte, min(piece, n))
+		for ; off < end; off += piece {
+			b := buf[:min(piece, end-off)]
+			if _, err := f.ReadAt(b, off); err != nil {
+				if err == io.EOF {
+					err = io.ErrUnexpectedEOF
+				}
+				return err
+			}
+			if err := fn(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	defer catchFault(guardFaults(), &err)
+	for ; off < end; off += piece {
+		k := min(piece, end-off)
+		willNeed(io.NewSectionReader(f, off+k, min(piece, end-off-k)))
+		if err := fn(f.view(off, k)); err != nil {
+			return err
+		}
+		f.release(off, k)
+	}
+	return nil
+}
+
 // inputOf returns the inputFile r reads (r itself, or the file under a
 // section of it), the offset of r's first byte in it and r's size.
 func inputOf(r io.ReaderAt) (in *inputFile, base, size int64, ok bool) {

@@ -299,25 +299,12 @@ func hashFile(path string, want digest) (sha, crc string, err error) {
 	return sha, crc, nil
 }
 
-// copyInput writes f's bytes to w: in place from the mapping when f is
-// mapped, a piece at a time (asking the kernel to read the next piece
-// ahead, and releasing each piece once written); else with ReadAt.
-func copyInput(w io.Writer, f *inputFile) (err error) {
-	const piece = 32 << 20
-	if f.view(0, f.size) == nil {
-		_, err := io.CopyBuffer(w, io.NewSectionReader(f, 0, f.size), make([]byte, 1<<20))
+// copyInput writes f's bytes to w (see inputFile.pieces).
+func copyInput(w io.Writer, f *inputFile) error {
+	return f.pieces(0, f.size, 32<<20, func(b []byte) error {
+		_, err := w.Write(b)
 		return err
-	}
-	defer catchFault(guardFaults(), &err)
-	for off := int64(0); off < f.size; off += piece {
-		n := min(piece, f.size-off)
-		willNeed(io.NewSectionReader(f, off+n, min(piece, f.size-off-n)))
-		if _, err := w.Write(f.view(off, n)); err != nil {
-			return err
-		}
-		f.release(off, n)
-	}
-	return nil
+	})
 }
 
 // fullDisk fails with ENOSPC after left bytes, like a full file system.

@@ -1,7 +1,7 @@
 package adapter
 
 import (
-	"io"
+	"errors"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -17,21 +17,21 @@ import (
 // they touch; one sequential reader running ahead keeps the disk streaming
 // as a copy does. (Before the residual's checksum was taken on the
 // workers' own reads, the separate checksum pass did this by accident:
-// a merge without it was 7–30% slower cold.) Bounding the distance keeps
+// a merge without it was 7–18% slower cold.) Bounding the distance keeps
 // the read-ahead from pushing out of the page cache what the workers have
 // yet to use when the model is larger than memory. The reader touches each
 // page through the file's mapping and drops it from the process again, so
 // nothing is copied and resident memory does not grow with the distance
-// (reading into a buffer instead cost 11 s more system time on a 7B
-// merge); files that are not mapped are read into one scratch buffer. Errors are ignored:
-// the workers' own reads report them.
+// (reading into a buffer instead cost 11–14 s more system time on a 7B
+// merge); files that are not mapped are read into one scratch buffer.
+// Errors are ignored: the workers' own reads report them.
 type readAhead struct {
 	done  atomic.Int64 // bytes consumed so far
 	read  atomic.Int64 // bytes read so far
 	stop  chan struct{}
 	wg    sync.WaitGroup
 	ahead int64
-	sink  byte // what touch read, so that its reads are not optimised away
+	sink  byte // what run read, so that its reads are not optimised away
 }
 
 // readAheadPiece is the size of each read.
@@ -54,56 +54,38 @@ func (ra *readAhead) close() {
 	ra.wg.Wait()
 }
 
-// touch reads one byte of each page of f's bytes [off, off+n) through its
-// mapping, which waits for the disk as a read would, without copying the
-// bytes out, then drops the pages from the process again (see release).
-// It reports false when f is not mapped.
-func touch(f *inputFile, off, n int64, sink *byte) (ok bool) {
-	v := f.view(off, n)
-	if v == nil {
-		return false
-	}
-	var err error
-	defer catchFault(guardFaults(), &err) // truncated: the workers will say so
-	page := os.Getpagesize()
-	for i := 0; i < len(v); i += page {
-		*sink += v[i]
-	}
-	f.release(off, n)
-	return true
-}
+// errStopped ends run's walk over a file when the reader is closed.
+var errStopped = errors.New("read-ahead stopped")
 
+// run reads the files in pieces (see inputFile.pieces): each piece waits
+// until it is no more than ahead bytes in front of what is consumed, then
+// has one byte of each page read through the mapping, which waits for the
+// disk as a read would without copying the bytes out (pieces then drops
+// the pages from the process again).
 func (ra *readAhead) run(files []*inputFile) {
-	var buf []byte
-	var pos int64 // bytes read, over all files
+	page := os.Getpagesize()
 	for _, f := range files {
-		for off := int64(0); off < f.size; off += readAheadPiece {
-			for pos-ra.done.Load() > ra.ahead {
+		err := f.pieces(0, f.size, readAheadPiece, func(b []byte) error {
+			for ra.read.Load()-ra.done.Load() > ra.ahead {
 				select {
 				case <-ra.stop:
-					return
+					return errStopped
 				case <-time.After(10 * time.Millisecond):
 				}
 			}
 			select {
 			case <-ra.stop:
-				return
+				return errStopped
 			default:
 			}
-			n := min(readAheadPiece, f.size-off)
-			// Queue the next piece too, so that the disk always has a
-			// request in hand while this one is copied out.
-			willNeed(io.NewSectionReader(f, off+n, min(readAheadPiece, f.size-off-n)))
-			if !touch(f, off, n, &ra.sink) {
-				if buf == nil {
-					buf = make([]byte, readAheadPiece)
-				}
-				if _, err := f.ReadAt(buf[:n], off); err != nil && err != io.EOF {
-					return
-				}
+			for i := 0; i < len(b); i += page {
+				ra.sink += b[i]
 			}
-			pos += n
-			ra.read.Store(pos)
+			ra.read.Add(int64(len(b)))
+			return nil
+		})
+		if err != nil {
+			return // stopped, or a read error the workers will report
 		}
 	}
 }

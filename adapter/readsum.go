@@ -136,15 +136,14 @@ func (f *inputFile) crc32c() (sum uint32, err error) {
 
 // crcRange reads f's bytes [off, off+n) and returns their CRC-32C.
 func (f *inputFile) crcRange(off, n int64) (sum uint32, err error) {
-	if v := f.view(off, n); v != nil {
-		defer catchFault(guardFaults(), &err)
-		return crc32.Checksum(v, castagnoli), nil
-	}
-	h := crc32.New(castagnoli)
-	if _, err := io.CopyBuffer(h, io.NewSectionReader(f, off, n), make([]byte, 1<<20)); err != nil {
+	err = f.pieces(off, n, 32<<20, func(b []byte) error {
+		sum = crc32.Update(sum, castagnoli, b)
+		return nil
+	})
+	if err != nil {
 		return 0, fmt.Errorf("%s: %w", f.Name(), err)
 	}
-	return h.Sum32(), nil
+	return sum, nil
 }
 
 // notingReader reads a section of an input file front to back, noting
