@@ -94,3 +94,25 @@ func BenchmarkOrthonormality(b *testing.B) {
 		Orthonormality(f)
 	}
 }
+
+// BenchmarkAddHalfBlock measures the merge's fused product on one block of
+// rows (BlockShape's) of a 4096-wide binary16 weight at rank 128, on one
+// core, everything in cache but A's panels: compare its GFLOP/s with
+// BenchmarkMicroKernel's float64 ceiling.
+func BenchmarkAddHalfBlock(b *testing.B) {
+	const n, r = 4096, 128
+	rng := rand.New(rand.NewPCG(1, 2))
+	f := &Factors{
+		A: &Matrix{Rows: r, Cols: n, Data: randSlice[float32](rng, r*n)},
+		S: randSlice[float32](rng, r),
+		B: &Matrix{Rows: 96, Cols: r, Data: randSlice[float32](rng, 96*r)},
+	}
+	p := NewPrincipal(f, 1)
+	defer p.Release()
+	rows, _ := p.BlockShape()
+	src, dst := make([]byte, 2*rows*n), make([]byte, 2*rows*n)
+	for b.Loop() {
+		p.AddHalfBlock(dst, src, n, 0, rows, 0, n, decodeHalf, encodeHalf)
+	}
+	b.ReportMetric(2*float64(rows*n*r)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+}

@@ -15,7 +15,11 @@ import "fmt"
 // the rank alone (the same as AddPrincipal's), so a block's result does not
 // depend on how the weight was cut into blocks or on the number of workers.
 //
-// AddBlock may be called concurrently on disjoint destinations.
+// AddHalfBlock does the same for a block stored as binary16, fused: the
+// stored values are widened, added to and rounded in registers.
+//
+// AddBlock and AddHalfBlock may be called concurrently on disjoint
+// destinations.
 type Principal struct {
 	rows, cols, rank int
 	kern             microKernel[float64]
@@ -117,12 +121,7 @@ func (p *Principal) BlockShape() (rows, cols int) {
 // multiples of BlockShape's rows and columns (or 0); it panics otherwise, or
 // if the block is out of range or dst too short.
 func (p *Principal) AddBlock(dst []float64, ld, i0, i1, j0, j1 int) {
-	mb, nb := p.BlockShape()
-	if i0 < 0 || j0 < 0 || i1 > p.rows || j1 > p.cols || i0%mb != 0 || j0%nb != 0 || i1 < i0 || j1 < j0 || ld < j1-j0 {
-		panic(fmt.Sprintf("surgery: AddBlock: block [%d:%d, %d:%d] (ld %d) of a %d×%d principal part",
-			i0, i1, j0, j1, ld, p.rows, p.cols))
-	}
-	if i1 == i0 || j1 == j0 {
+	if !p.checkBlock("AddBlock", i0, i1, j0, j1, ld) {
 		return
 	}
 	if len(dst) < (i1-i0-1)*ld+j1-j0 {
@@ -149,19 +148,111 @@ func (p *Principal) AddBlock(dst []float64, ld, i0, i1, j0, j1 int) {
 					p.kern.fn(kc, as, bs, c, ld)
 					continue
 				}
+				// A ragged tile goes through a whole one, so that its
+				// sums are formed as a whole tile's are.
 				if tile == nil {
 					tile = make([]float64, mr*nr)
 				}
 				clear(tile)
+				for i := 0; i < rows; i++ {
+					copy(tile[i*nr:i*nr+cols], c[i*ld:i*ld+cols])
+				}
 				p.kern.fn(kc, as, bs, tile, nr)
 				for i := 0; i < rows; i++ {
-					row := c[i*ld : i*ld+cols]
-					for j, v := range tile[i*nr : i*nr+cols] {
-						row[j] += v
-					}
+					copy(c[i*ld:i*ld+cols], tile[i*nr:i*nr+cols])
 				}
 			}
 		}
+	}
+}
+
+// checkBlock panics, naming the method, unless [i0:i1, j0:j1] with row
+// stride ld is a block the Add methods accept; it reports whether the block
+// has any elements.
+func (p *Principal) checkBlock(method string, i0, i1, j0, j1, ld int) bool {
+	mb, nb := p.BlockShape()
+	if i0 < 0 || j0 < 0 || i1 > p.rows || j1 > p.cols || i0%mb != 0 || j0%nb != 0 || i1 < i0 || j1 < j0 || ld < j1-j0 {
+		panic(fmt.Sprintf("surgery: %s: block [%d:%d, %d:%d] (ld %d) of a %d×%d principal part",
+			method, i0, i1, j0, j1, ld, p.rows, p.cols))
+	}
+	return i1 > i0 && j1 > j0
+}
+
+// AddHalfBlock is AddBlock for a block stored as little-endian IEEE
+// binary16 ("F16"): it sets dst = round(src + P[i0:i1, j0:j1]), where src
+// and dst hold the block's rows, row i−i0 starting at element (i−i0)·ld,
+// and may be the same memory. Each sum is the one AddBlock forms in float64
+// from the widened src, rounded once to nearest even, so the result is the
+// same whichever way it is computed: on machines with AVX2 and F16C,
+// whole tiles of the microkernel widen, add and round in registers and the
+// values never cross memory as float64; the rest (the block's ragged
+// edges, tiles where a sum is NaN, a rank above one pass of the kernel,
+// other machines) goes through decode and encode, which must widen
+// exactly and round once to nearest even (formats/dtype's DecodeFloat64
+// and Encode for F16 do; encode also keeps NaN payloads). It panics as
+// AddBlock does, or if dst or src is too short.
+func (p *Principal) AddHalfBlock(dst, src []byte, ld, i0, i1, j0, j1 int, decode func([]float64, []byte), encode func([]byte, []float64)) {
+	if !p.checkBlock("AddHalfBlock", i0, i1, j0, j1, ld) {
+		return
+	}
+	if need := 2 * ((i1-i0-1)*ld + j1 - j0); len(dst) < need || len(src) < need {
+		panic(fmt.Sprintf("surgery: AddHalfBlock: %d and %d bytes for %d×%d binary16 with ld %d", len(dst), len(src), i1-i0, j1-j0, ld))
+	}
+	mr, nr, r := p.kern.mr, p.kern.nr, p.rank
+	half := p.kern.half
+	if !p.FusesHalf() {
+		half = nil
+	}
+	ss := stripStride(mr, r)
+	var tile []float64
+	for c0 := j0; c0 < j1; c0 += nr {
+		pn := c0 / nr
+		cols := min(nr, j1-c0)
+		for r0 := i0; r0 < i1; r0 += mr {
+			off := 2 * ((r0-i0)*ld + c0 - j0)
+			if half != nil && cols == nr {
+				// Whole strips in one call, up to a NaN tile if any.
+				st := r0 / mr
+				full := (i1 - r0) / mr
+				done := half(r, p.coef[0][st*ss:], ss, full, p.panels[pn*r*nr:(pn+1)*r*nr], src[off:], ld, dst[off:], ld)
+				r0 += done * mr
+				if r0 >= i1 {
+					break
+				}
+				off = 2 * ((r0-i0)*ld + c0 - j0)
+			}
+			if tile == nil {
+				tile = make([]float64, mr*nr)
+			}
+			p.addHalfTile(tile, dst[off:], src[off:], ld, r0, pn, min(mr, i1-r0), cols, decode, encode)
+		}
+	}
+}
+
+// FusesHalf reports whether AddHalfBlock runs fused on this machine: the
+// microkernel has a binary16 form (AVX2 with F16C) and the rank fits one
+// pass of it. Where it does not, AddHalfBlock goes tile by tile through its
+// decode and encode, and a caller that decodes and encodes longer rows
+// itself around AddBlock does better.
+func (p *Principal) FusesHalf() bool { return p.kern.half != nil && len(p.coef) == 1 }
+
+// addHalfTile is AddHalfBlock for the tile of rows × cols at row r0 of
+// panel pn (its first rows and columns, if it is ragged) through a float64
+// tile and the caller's decode and encode.
+func (p *Principal) addHalfTile(tile []float64, dst, src []byte, ld, r0, pn, rows, cols int, decode func([]float64, []byte), encode func([]byte, []float64)) {
+	mr, nr, r := p.kern.mr, p.kern.nr, p.rank
+	clear(tile)
+	for i := 0; i < rows; i++ {
+		decode(tile[i*nr:i*nr+cols], src[2*i*ld:2*(i*ld+cols)])
+	}
+	for kb, blk := range p.coef {
+		k0 := kb * gemmKC
+		kc := min(gemmKC, r-k0)
+		ss := stripStride(mr, kc)
+		p.kern.fn(kc, blk[(r0/mr)*ss:(r0/mr)*ss+mr*kc], p.panels[(pn*r+k0)*nr:(pn*r+k0+kc)*nr], tile, nr)
+	}
+	for i := 0; i < rows; i++ {
+		encode(dst[2*i*ld:2*(i*ld+cols)], tile[i*nr:i*nr+cols])
 	}
 }
 
