@@ -1,6 +1,7 @@
 package surgery
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -95,11 +96,11 @@ func BenchmarkOrthonormality(b *testing.B) {
 	}
 }
 
-// BenchmarkAddHalfBlock measures the merge's fused product on one block of
-// rows (BlockShape's) of a 4096-wide binary16 weight at rank 128, on one
-// core, everything in cache but A's panels: compare its GFLOP/s with
-// BenchmarkMicroKernel's float64 ceiling.
-func BenchmarkAddHalfBlock(b *testing.B) {
+// BenchmarkAddBlock16 measures the merge's fused product on one block of
+// rows (BlockShape's) of a 4096-wide weight stored as binary16 or bfloat16,
+// at rank 128, everything in cache but A's panels: compare its GFLOP/s with
+// BenchmarkMicroKernel's float64 ceiling (run both with -cpu 1).
+func BenchmarkAddBlock16(b *testing.B) {
 	const n, r = 4096, 128
 	rng := rand.New(rand.NewPCG(1, 2))
 	f := &Factors{
@@ -110,9 +111,17 @@ func BenchmarkAddHalfBlock(b *testing.B) {
 	p := NewPrincipal(f, 1)
 	defer p.Release()
 	rows, _ := p.BlockShape()
-	src, dst := make([]byte, 2*rows*n), make([]byte, 2*rows*n)
-	for b.Loop() {
-		p.AddHalfBlock(dst, src, n, 0, rows, 0, n, decodeHalf, encodeHalf)
+	for _, ff := range format16s {
+		b.Run(ff.f.String(), func(b *testing.B) {
+			decode, encode := codecs(ff.toF, ff.round)
+			src, dst := make([]byte, 2*rows*n), make([]byte, 2*rows*n)
+			for i := 0; i < len(src); i += 2 {
+				binary.LittleEndian.PutUint16(src[i:], ff.round(rng.NormFloat64()))
+			}
+			for b.Loop() {
+				p.AddBlock16(ff.f, dst, src, n, 0, rows, 0, n, decode, encode)
+			}
+			b.ReportMetric(2*float64(rows*n*r)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
 	}
-	b.ReportMetric(2*float64(rows*n*r)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 }

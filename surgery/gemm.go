@@ -46,15 +46,16 @@ type microKernel[T float] struct {
 	mr, nr int
 	fn     func(kc int, a, b, c []T, ldc int)
 	dirN   func(kc int, a []T, lda int, b, c []T, ldc int)
-	// half, when set, is fn on tiles stored as IEEE binary16 (float64
-	// kernels only), going down consecutive strips of A (the first at
-	// a[0], the next as elements on) against one panel b: for each strip
-	// it adds the product to the mr×nr tile at src (row stride lds
-	// elements, the next strip's tile mr rows down) and stores the sums
-	// at dst (row stride ldd), each rounded once to nearest even as
-	// Principal.AddHalfBlock documents. It stops before a tile holding a
-	// NaN sum, storing nothing of it, and returns the strips done.
-	half func(kc int, a []T, as, strips int, b []T, src []byte, lds int, dst []byte, ldd int) int
+	// fused16[f], when set, is fn on tiles stored in the 16-bit format f
+	// (float64 kernels only), going down consecutive strips of A (the
+	// first at a[0], the next as elements on) against one panel b: for
+	// each strip it adds the product to the mr×nr tile at src (row stride
+	// lds elements, the next strip's tile mr rows down) and stores the
+	// sums at dst (row stride ldd), each rounded once to nearest even as
+	// Principal.AddBlock16 documents. It stops before a tile with a sum it
+	// cannot round (NaN; for bfloat16 also below 2^-126 in magnitude),
+	// storing nothing of it, and returns the strips done.
+	fused16 [2]func(kc int, a []T, as, strips int, b []T, src []byte, lds int, dst []byte, ldd int) int
 }
 
 // The microkernels the products use; set at init (gemm_init.go) and

@@ -22,11 +22,28 @@ func kernS6x16AVX2(kc int, a, b, c *float32, ldc int)
 //go:noescape
 func kernD6x8AVX2(kc int, a, b, c *float64, ldc int)
 
-// kernD6x8H16AVX2 is kernD6x8AVX2 over consecutive strips of A on tiles
-// stored as binary16 (see microKernel.half; as is in bytes).
+// kernD6x8H16AVX2 and kernD6x8B16AVX2 are kernD6x8AVX2 over consecutive
+// strips of A on tiles stored as binary16 and bfloat16 (see
+// microKernel.fused16; as is in bytes).
 //
 //go:noescape
 func kernD6x8H16AVX2(kc int, a *float64, as, strips int, b *float64, src *byte, lds int, dst *byte, ldd int) int
+
+//go:noescape
+func kernD6x8B16AVX2(kc int, a *float64, as, strips int, b *float64, src *byte, lds int, dst *byte, ldd int) int
+
+// fused16AVX2 wraps one of them with the bounds checks the assembly
+// relies on.
+func fused16AVX2(kern func(kc int, a *float64, as, strips int, b *float64, src *byte, lds int, dst *byte, ldd int) int) func(kc int, a []float64, as, strips int, b []float64, src []byte, lds int, dst []byte, ldd int) int {
+	return func(kc int, a []float64, as, strips int, b []float64, src []byte, lds int, dst []byte, ldd int) int {
+		if strips <= 0 {
+			return 0
+		}
+		_, _ = a[(strips-1)*as+6*kc-1], b[8*kc-1]
+		_, _ = src[2*((6*strips-1)*lds+7)+1], dst[2*((6*strips-1)*ldd+7)+1]
+		return kern(kc, &a[0], 8*as, strips, &b[0], &src[0], lds, &dst[0], ldd)
+	}
+}
 
 // cpuFeatures reports whether the CPU and the operating system support
 // AVX2 with FMA, and AVX-512F (x/sys/cpu checks that the OS saves the
@@ -52,15 +69,9 @@ func archKernels() ([]microKernel[float32], []microKernel[float64]) {
 			_, _, _ = a[6*kc-1], b[8*kc-1], c[5*ldc+7]
 			kernD6x8AVX2(kc, &a[0], &b[0], &c[0], ldc)
 		}}}, k64...)
+		k64[0].fused16[BFloat16] = fused16AVX2(kernD6x8B16AVX2)
 		if cpu.X86.HasF16C {
-			k64[0].half = func(kc int, a []float64, as, strips int, b []float64, src []byte, lds int, dst []byte, ldd int) int {
-				if strips <= 0 {
-					return 0
-				}
-				_, _ = a[(strips-1)*as+6*kc-1], b[8*kc-1]
-				_, _ = src[2*((6*strips-1)*lds+7)+1], dst[2*((6*strips-1)*ldd+7)+1]
-				return kernD6x8H16AVX2(kc, &a[0], 8*as, strips, &b[0], &src[0], lds, &dst[0], ldd)
-			}
+			k64[0].fused16[Float16] = fused16AVX2(kernD6x8H16AVX2)
 		}
 	}
 	if avx512 {

@@ -635,28 +635,46 @@ snstore:
 	VZEROUPPER
 	RET
 
-// ---- AVX2 + FMA + F16C, float64 6×8 on binary16 storage.
+// ---- AVX2 + FMA (+ F16C), float64 6×8 on 16-bit storage: binary16 and
+// bfloat16 tiles are widened, added to the product and rounded back once,
+// in registers.
 
-DATA h16keep<>+0(SB)/8, $0xffffffffe0000000
-DATA h16keep<>+8(SB)/8, $0xffffffffe0000000
-DATA h16keep<>+16(SB)/8, $0xffffffffe0000000
-DATA h16keep<>+24(SB)/8, $0xffffffffe0000000
-GLOBL h16keep<>(SB), RODATA|NOPTR, $32
-DATA h16low<>+0(SB)/8, $0x1fffffff
-DATA h16low<>+8(SB)/8, $0x1fffffff
-DATA h16low<>+16(SB)/8, $0x1fffffff
-DATA h16low<>+24(SB)/8, $0x1fffffff
-GLOBL h16low<>(SB), RODATA|NOPTR, $32
-DATA h16odd<>+0(SB)/8, $0x20000000
-DATA h16odd<>+8(SB)/8, $0x20000000
-DATA h16odd<>+16(SB)/8, $0x20000000
-DATA h16odd<>+24(SB)/8, $0x20000000
-GLOBL h16odd<>(SB), RODATA|NOPTR, $32
+DATA k16keep<>+0(SB)/8, $0xffffffffe0000000
+DATA k16keep<>+8(SB)/8, $0xffffffffe0000000
+DATA k16keep<>+16(SB)/8, $0xffffffffe0000000
+DATA k16keep<>+24(SB)/8, $0xffffffffe0000000
+GLOBL k16keep<>(SB), RODATA|NOPTR, $32
+DATA k16low<>+0(SB)/8, $0x1fffffff
+DATA k16low<>+8(SB)/8, $0x1fffffff
+DATA k16low<>+16(SB)/8, $0x1fffffff
+DATA k16low<>+24(SB)/8, $0x1fffffff
+GLOBL k16low<>(SB), RODATA|NOPTR, $32
+DATA k16odd<>+0(SB)/8, $0x20000000
+DATA k16odd<>+8(SB)/8, $0x20000000
+DATA k16odd<>+16(SB)/8, $0x20000000
+DATA k16odd<>+24(SB)/8, $0x20000000
+GLOBL k16odd<>(SB), RODATA|NOPTR, $32
+DATA k16abs<>+0(SB)/8, $0x7fffffffffffffff
+DATA k16abs<>+8(SB)/8, $0x7fffffffffffffff
+DATA k16abs<>+16(SB)/8, $0x7fffffffffffffff
+DATA k16abs<>+24(SB)/8, $0x7fffffffffffffff
+GLOBL k16abs<>(SB), RODATA|NOPTR, $32
+DATA k16min<>+0(SB)/8, $0x3810000000000000
+DATA k16min<>+8(SB)/8, $0x3810000000000000
+DATA k16min<>+16(SB)/8, $0x3810000000000000
+DATA k16min<>+24(SB)/8, $0x3810000000000000
+GLOBL k16min<>(SB), RODATA|NOPTR, $32
+DATA k16one<>+0(SB)/8, $0x0000000100000001
+DATA k16one<>+8(SB)/8, $0x0000000100000001
+GLOBL k16one<>(SB), RODATA|NOPTR, $16
+DATA k16rnd<>+0(SB)/8, $0x00007fff00007fff
+DATA k16rnd<>+8(SB)/8, $0x00007fff00007fff
+GLOBL k16rnd<>(SB), RODATA|NOPTR, $16
 
-// H16ADD adds the row of eight binary16 at (DX) to y0, y1 (exactly
-// widened, as the unfused path decodes them). Clobbers Y12, Y13.
-#define H16ADD(y0, y1) \
-	VCVTPH2PS    (DX), Y12 \
+// K16ADD adds the eight float32 in Y12 (a row of the stored tile, exactly
+// widened as the unfused path decodes it) to y0, y1 and moves DX to the
+// next row. Clobbers Y12, Y13.
+#define K16ADD(y0, y1) \
 	VCVTPS2PD    X12, Y13 \
 	VADDPD       Y13, y0, y0 \
 	VEXTRACTF128 $1, Y12, X12 \
@@ -664,31 +682,163 @@ GLOBL h16odd<>(SB), RODATA|NOPTR, $32
 	VADDPD       Y12, y1, y1 \
 	ADDQ         R8, DX
 
-// H16NAN ors into Y14 a mask of y's NaN lanes. Clobbers Y13.
-#define H16NAN(y) \
+// H16ADD adds the row of eight binary16 at (DX) to y0, y1.
+#define H16ADD(y0, y1) \
+	VCVTPH2PS (DX), Y12 \
+	K16ADD(y0, y1)
+
+// B16ADD adds the row of eight bfloat16 at (DX) to y0, y1.
+#define B16ADD(y0, y1) \
+	VPMOVZXWD (DX), Y12 \
+	VPSLLD    $16, Y12, Y12 \
+	K16ADD(y0, y1)
+
+// H16BAD ors into Y14 a mask of y's lanes the binary16 rounding below does
+// not take: NaNs. Clobbers Y13.
+#define H16BAD(y) \
 	VCMPPD $3, y, y, Y13 \
 	VORPD  Y13, Y14, Y14
 
-// H16ODD rounds the four float64 in y to 24 bits to odd and converts them
+// B16BAD ors into Y14 a mask of y's lanes the bfloat16 rounding below does
+// not take: NaNs, and magnitudes below 2^-126, zero included (below
+// float32's normals the conversion to float32 is not exact). Clobbers Y13.
+#define B16BAD(y) \
+	VANDPD k16abs<>(SB), y, Y13 \
+	VCMPPD $9, k16min<>(SB), Y13, Y13 \
+	VORPD  Y13, Y14, Y14
+
+// K16ODD rounds the four float64 in y to 24 bits to odd and converts them
 // to float32 in x (the encoders' method: see formats/dtype/simd_amd64.s).
 // Y15: zero. Clobbers Y12, Y13.
-#define H16ODD(y, x) \
-	VPAND      h16low<>(SB), y, Y12 \
+#define K16ODD(y, x) \
+	VPAND      k16low<>(SB), y, Y12 \
 	VPCMPEQQ   Y15, Y12, Y12 \
-	VPANDN     h16odd<>(SB), Y12, Y12 \
-	VPAND      h16keep<>(SB), y, Y13 \
+	VPANDN     k16odd<>(SB), Y12, Y12 \
+	VPAND      k16keep<>(SB), y, Y13 \
 	VPOR       Y12, Y13, Y13 \
 	VCVTPD2PSY Y13, x
 
-// H16STORE rounds y0, y1 to binary16, to nearest even, and stores them at
-// (DI).
+// H16STORE rounds y0, y1 to binary16, to nearest even, stores them at
+// (DI) and moves DI to the next row.
 #define H16STORE(y0, y1, x0, x1) \
-	H16ODD(y0, x0) \
-	H16ODD(y1, x1) \
+	K16ODD(y0, x0) \
+	K16ODD(y1, x1) \
 	VINSERTF128 $1, x1, y0, y0 \
 	VCVTPS2PH   $0, y0, x0 \
 	VMOVDQU     x0, (DI) \
 	ADDQ        R9, DI
+
+// RNE16 rounds the four float32 bit patterns in x to their upper 16 bits,
+// to nearest even: (u + 0x7fff + (u>>16 & 1)) >> 16. Clobbers X12.
+#define RNE16(x) \
+	VPSRLD $16, x, X12 \
+	VPAND  k16one<>(SB), X12, X12 \
+	VPADDD k16rnd<>(SB), X12, X12 \
+	VPADDD X12, x, x \
+	VPSRLD $16, x, x
+
+// B16STORE rounds y0, y1 to bfloat16, to nearest even, stores them at
+// (DI) and moves DI to the next row.
+#define B16STORE(y0, y1, x0, x1) \
+	K16ODD(y0, x0) \
+	K16ODD(y1, x1) \
+	RNE16(x0) \
+	RNE16(x1) \
+	VPACKUSDW x1, x0, x0 \
+	VMOVDQU   x0, (DI) \
+	ADDQ      R9, DI
+
+// STRIPS16 is the body of the kernels below, for a format's ADD, BAD and
+// STORE macros.
+#define STRIPS16(ADD, BAD, STORE) \
+	MOVQ kc+0(FP), R11 \
+	MOVQ a+8(FP), R13 \
+	MOVQ strips+24(FP), R12 \
+	MOVQ src+40(FP), DX \
+	MOVQ lds+48(FP), R8 \
+	SHLQ $1, R8 \
+	MOVQ dst+56(FP), DI \
+	MOVQ ldd+64(FP), R9 \
+	SHLQ $1, R9 \
+	XORQ AX, AX \
+strip: \
+	CMPQ AX, R12 \
+	JEQ  done \
+	MOVQ R13, SI \
+	MOVQ b+32(FP), BX \
+	MOVQ R11, CX \
+	PREFETCHT0 (DX) \
+	PREFETCHT0 (DX)(R8*1) \
+	PREFETCHT0 (DX)(R8*2) \
+	LEAQ       (DX)(R8*2), R10 \
+	PREFETCHT0 (R10)(R8*1) \
+	PREFETCHT0 (R10)(R8*2) \
+	LEAQ       (R10)(R8*2), R10 \
+	PREFETCHT0 (R10)(R8*1) \
+	VXORPD Y0, Y0, Y0 \
+	VXORPD Y1, Y1, Y1 \
+	VXORPD Y2, Y2, Y2 \
+	VXORPD Y3, Y3, Y3 \
+	VXORPD Y4, Y4, Y4 \
+	VXORPD Y5, Y5, Y5 \
+	VXORPD Y6, Y6, Y6 \
+	VXORPD Y7, Y7, Y7 \
+	VXORPD Y8, Y8, Y8 \
+	VXORPD Y9, Y9, Y9 \
+	VXORPD Y10, Y10, Y10 \
+	VXORPD Y11, Y11, Y11 \
+	TESTQ CX, CX \
+	JZ    sum \
+loop: \
+	PREFETCHT0 384(SI) \
+	VMOVUPD (BX), Y12 \
+	VMOVUPD 32(BX), Y13 \
+	D256ROW(0, Y14, Y0, Y1) \
+	D256ROW(8, Y15, Y2, Y3) \
+	D256ROW(16, Y14, Y4, Y5) \
+	D256ROW(24, Y15, Y6, Y7) \
+	D256ROW(32, Y14, Y8, Y9) \
+	D256ROW(40, Y15, Y10, Y11) \
+	ADDQ $48, SI \
+	ADDQ $64, BX \
+	DECQ CX \
+	JNZ  loop \
+sum: \
+	ADD(Y0, Y1) \
+	ADD(Y2, Y3) \
+	ADD(Y4, Y5) \
+	ADD(Y6, Y7) \
+	ADD(Y8, Y9) \
+	ADD(Y10, Y11) \
+	VXORPD Y14, Y14, Y14 \
+	BAD(Y0) \
+	BAD(Y1) \
+	BAD(Y2) \
+	BAD(Y3) \
+	BAD(Y4) \
+	BAD(Y5) \
+	BAD(Y6) \
+	BAD(Y7) \
+	BAD(Y8) \
+	BAD(Y9) \
+	BAD(Y10) \
+	BAD(Y11) \
+	VPTEST Y14, Y14 \
+	JNZ    done \
+	VPXOR  Y15, Y15, Y15 \
+	STORE(Y0, Y1, X0, X1) \
+	STORE(Y2, Y3, X2, X3) \
+	STORE(Y4, Y5, X4, X5) \
+	STORE(Y6, Y7, X6, X7) \
+	STORE(Y8, Y9, X8, X9) \
+	STORE(Y10, Y11, X10, X11) \
+	ADDQ as+16(FP), R13 \
+	INCQ AX \
+	JMP  strip \
+done: \
+	VZEROUPPER \
+	MOVQ AX, ret+72(FP) \
+	RET
 
 // func kernD6x8H16AVX2(kc int, a *float64, as, strips int, b *float64, src *byte, lds int, dst *byte, ldd int) int
 // For each of strips strips of A (the first at a, the next as bytes on),
@@ -696,97 +846,12 @@ GLOBL h16odd<>(SB), RODATA|NOPTR, $32
 // tile at src (row stride lds elements; the next strip's tile starts six
 // rows down) and stores the sums, rounded once, at dst (row stride ldd).
 // It stops before storing a tile with a NaN sum (the scalar encoder keeps
-// NaN payloads) and returns the number of strips done.
+// NaN payloads) and returns the number of strips done. Needs F16C.
 TEXT ·kernD6x8H16AVX2(SB), NOSPLIT, $0-80
-	MOVQ kc+0(FP), R11
-	MOVQ a+8(FP), R13
-	MOVQ strips+24(FP), R12
-	MOVQ src+40(FP), DX
-	MOVQ lds+48(FP), R8
-	SHLQ $1, R8
-	MOVQ dst+56(FP), DI
-	MOVQ ldd+64(FP), R9
-	SHLQ $1, R9
-	XORQ AX, AX
+	STRIPS16(H16ADD, H16BAD, H16STORE)
 
-h16strip:
-	CMPQ AX, R12
-	JEQ  h16done
-	MOVQ R13, SI
-	MOVQ b+32(FP), BX
-	MOVQ R11, CX
-	PREFETCHT0 (DX)
-	PREFETCHT0 (DX)(R8*1)
-	PREFETCHT0 (DX)(R8*2)
-	LEAQ       (DX)(R8*2), R10
-	PREFETCHT0 (R10)(R8*1)
-	PREFETCHT0 (R10)(R8*2)
-	LEAQ       (R10)(R8*2), R10
-	PREFETCHT0 (R10)(R8*1)
-	VXORPD Y0, Y0, Y0
-	VXORPD Y1, Y1, Y1
-	VXORPD Y2, Y2, Y2
-	VXORPD Y3, Y3, Y3
-	VXORPD Y4, Y4, Y4
-	VXORPD Y5, Y5, Y5
-	VXORPD Y6, Y6, Y6
-	VXORPD Y7, Y7, Y7
-	VXORPD Y8, Y8, Y8
-	VXORPD Y9, Y9, Y9
-	VXORPD Y10, Y10, Y10
-	VXORPD Y11, Y11, Y11
-	TESTQ CX, CX
-	JZ    h16sum
-
-h16loop:
-	PREFETCHT0 384(SI)
-	VMOVUPD (BX), Y12
-	VMOVUPD 32(BX), Y13
-	D256ROW(0, Y14, Y0, Y1)
-	D256ROW(8, Y15, Y2, Y3)
-	D256ROW(16, Y14, Y4, Y5)
-	D256ROW(24, Y15, Y6, Y7)
-	D256ROW(32, Y14, Y8, Y9)
-	D256ROW(40, Y15, Y10, Y11)
-	ADDQ $48, SI
-	ADDQ $64, BX
-	DECQ CX
-	JNZ  h16loop
-
-h16sum:
-	H16ADD(Y0, Y1)
-	H16ADD(Y2, Y3)
-	H16ADD(Y4, Y5)
-	H16ADD(Y6, Y7)
-	H16ADD(Y8, Y9)
-	H16ADD(Y10, Y11)
-	VXORPD Y14, Y14, Y14
-	H16NAN(Y0)
-	H16NAN(Y1)
-	H16NAN(Y2)
-	H16NAN(Y3)
-	H16NAN(Y4)
-	H16NAN(Y5)
-	H16NAN(Y6)
-	H16NAN(Y7)
-	H16NAN(Y8)
-	H16NAN(Y9)
-	H16NAN(Y10)
-	H16NAN(Y11)
-	VPTEST Y14, Y14
-	JNZ    h16done
-	VPXOR  Y15, Y15, Y15
-	H16STORE(Y0, Y1, X0, X1)
-	H16STORE(Y2, Y3, X2, X3)
-	H16STORE(Y4, Y5, X4, X5)
-	H16STORE(Y6, Y7, X6, X7)
-	H16STORE(Y8, Y9, X8, X9)
-	H16STORE(Y10, Y11, X10, X11)
-	ADDQ as+16(FP), R13
-	INCQ AX
-	JMP  h16strip
-
-h16done:
-	VZEROUPPER
-	MOVQ AX, ret+72(FP)
-	RET
+// func kernD6x8B16AVX2(kc int, a *float64, as, strips int, b *float64, src *byte, lds int, dst *byte, ldd int) int
+// kernD6x8H16AVX2 for bfloat16, stopping also before a tile with a sum
+// below 2^-126 in magnitude (zero included), which the scalar code rounds.
+TEXT ·kernD6x8B16AVX2(SB), NOSPLIT, $0-80
+	STRIPS16(B16ADD, B16BAD, B16STORE)
