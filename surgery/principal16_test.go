@@ -46,10 +46,7 @@ func roundHalf(x float64) uint16 {
 	if math.IsNaN(x) {
 		return 0x7e00
 	}
-	var sign uint16
-	if math.Signbit(x) {
-		sign, x = 0x8000, -x
-	}
+	sign, x := signOf(x)
 	if x >= 65520 { // halfway between 65504 and 2^16 rounds to even: up
 		return sign | 0x7c00
 	}
@@ -68,6 +65,14 @@ func roundHalf(x float64) uint16 {
 	return sign | uint16(hi)
 }
 
+// signOf returns x's sign bit in a 16-bit float's place, and |x|.
+func signOf(x float64) (uint16, float64) {
+	if math.Signbit(x) {
+		return 0x8000, -x
+	}
+	return 0, x
+}
+
 // roundBrain rounds x to the nearest bfloat16 (8 significant bits,
 // exponents down to -126, then evenly spaced down to 0), ties to even, by
 // scaling x onto the grid of its binade: every step is exact in float64.
@@ -75,10 +80,7 @@ func roundBrain(x float64) uint16 {
 	if math.IsNaN(x) {
 		return 0x7fc0
 	}
-	var sign uint16
-	if math.Signbit(x) {
-		sign, x = 0x8000, -x
-	}
+	sign, x := signOf(x)
 	if math.IsInf(x, 0) {
 		return sign | 0x7f80
 	}
