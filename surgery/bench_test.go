@@ -99,7 +99,8 @@ func BenchmarkOrthonormality(b *testing.B) {
 // BenchmarkAddBlock16 measures the merge's fused product on one block of
 // rows (BlockShape's) of a 4096-wide weight stored as binary16 or bfloat16,
 // at rank 128, everything in cache but A's panels: compare its GFLOP/s with
-// BenchmarkMicroKernel's float64 ceiling (run both with -cpu 1).
+// BenchmarkMicroKernel's float64 ceiling (run both with -cpu 1). Rows 8 KiB
+// apart are staged (see AddBlock16); F16/unstaged goes without.
 func BenchmarkAddBlock16(b *testing.B) {
 	const n, r = 4096, 128
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -111,8 +112,15 @@ func BenchmarkAddBlock16(b *testing.B) {
 	p := NewPrincipal(f, 1)
 	defer p.Release()
 	rows, _ := p.BlockShape()
-	for _, ff := range format16s {
-		b.Run(ff.f.String(), func(b *testing.B) {
+	for _, c := range []struct {
+		name  string
+		ff    int
+		alias int
+	}{{"F16", 0, stageAlias}, {"BF16", 1, stageAlias}, {"F16/unstaged", 0, 1 << 62}} {
+		ff := format16s[c.ff]
+		b.Run(c.name, func(b *testing.B) {
+			defer func(a int) { stageAlias = a }(stageAlias)
+			stageAlias = c.alias
 			decode, encode := codecs(ff.toF, ff.round)
 			src, dst := make([]byte, 2*rows*n), make([]byte, 2*rows*n)
 			for i := 0; i < len(src); i += 2 {
