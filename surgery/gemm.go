@@ -55,8 +55,11 @@ type microKernel[T float] struct {
 	// Principal.AddBlock16 documents. It stops before a tile with a sum it
 	// cannot round (NaN; for bfloat16 also below 2^-126 in magnitude),
 	// storing nothing of it, and returns the strips done.
-	fused16 [2]func(kc int, a []T, as, strips int, b []T, src []byte, lds int, dst []byte, ldd int) int
+	fused16 [2]fused16Kernel[T]
 }
+
+// fused16Kernel is the type of microKernel.fused16.
+type fused16Kernel[T float] func(kc int, a []T, as, strips int, b []T, src []byte, lds int, dst []byte, ldd int) int
 
 // The microkernels the products use; set at init (gemm_init.go) and
 // swapped by tests and benchmarks.

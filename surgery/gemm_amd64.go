@@ -34,7 +34,7 @@ func kernD6x8B16AVX2(kc int, a *float64, as, strips int, b *float64, src *byte, 
 
 // fused16AVX2 wraps one of them with the bounds checks the assembly
 // relies on.
-func fused16AVX2(kern func(kc int, a *float64, as, strips int, b *float64, src *byte, lds int, dst *byte, ldd int) int) func(kc int, a []float64, as, strips int, b []float64, src []byte, lds int, dst []byte, ldd int) int {
+func fused16AVX2(kern func(kc int, a *float64, as, strips int, b *float64, src *byte, lds int, dst *byte, ldd int) int) fused16Kernel[float64] {
 	return func(kc int, a []float64, as, strips int, b []float64, src []byte, lds int, dst []byte, ldd int) int {
 		if strips <= 0 {
 			return 0

@@ -53,15 +53,14 @@ func NewPrincipal(f *Factors, scale float64) *Principal {
 		// index by inner index (see packA), zero below the last row.
 		for st := 0; st < strips; st++ {
 			d := blk[st*ss : (st+1)*ss]
-			clear(d[mr*kc:])
-			for o := 0; o < mr; o++ {
+			rows := min(mr, m-st*mr)
+			if rows < mr {
+				clear(d)
+			} else {
+				clear(d[mr*kc:])
+			}
+			for o := range rows {
 				i := st*mr + o
-				if i >= m {
-					for kk := 0; kk < kc; kk++ {
-						d[kk*mr+o] = 0
-					}
-					continue
-				}
 				for kk, b := range f.B.Data[i*r+k0 : i*r+k0+kc] {
 					d[kk*mr+o] = scale * float64(f.S[k0+kk]) * float64(b)
 				}
@@ -221,7 +220,7 @@ func (p *Principal) AddBlock16(f Format16, dst, src []byte, ld, i0, i1, j0, j1 i
 	if need := 2 * ((i1-i0-1)*ld + j1 - j0); len(dst) < need || len(src) < need {
 		panic(fmt.Sprintf("surgery: AddBlock16: %d and %d bytes for %d×%d %v with ld %d", len(dst), len(src), i1-i0, j1-j0, f, ld))
 	}
-	var fused func(kc int, a []float64, as, strips int, b []float64, src []byte, lds int, dst []byte, ldd int) int
+	var fused fused16Kernel[float64]
 	if p.Fuses16(f) {
 		fused = p.kern.fused16[f]
 	}
@@ -261,8 +260,7 @@ var stagePool = sync.Pool{New: func() any { return new([]byte) }}
 
 // addBlock16 is AddBlock16 on the memory given, with fused the kernel's
 // form for the format or nil.
-func (p *Principal) addBlock16(fused func(kc int, a []float64, as, strips int, b []float64, src []byte, lds int, dst []byte, ldd int) int,
-	dst, src []byte, ld, i0, i1, j0, j1 int, decode func([]float64, []byte), encode func([]byte, []float64)) {
+func (p *Principal) addBlock16(fused fused16Kernel[float64], dst, src []byte, ld, i0, i1, j0, j1 int, decode func([]float64, []byte), encode func([]byte, []float64)) {
 	mr, nr, r := p.kern.mr, p.kern.nr, p.rank
 	ss := stripStride(mr, r)
 	var tile []float64

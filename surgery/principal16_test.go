@@ -209,7 +209,7 @@ func TestAddBlock16(t *testing.T) {
 					check("in place, by blocks", inPlace)
 
 					saved := p.kern.fused16
-					p.kern.fused16 = [2]func(int, []float64, int, int, []float64, []byte, int, []byte, int) int{}
+					p.kern.fused16 = [2]fused16Kernel[float64]{}
 					clear(got)
 					p.AddBlock16(ff.f, got, stored, sz.n, 0, sz.m, 0, sz.n, decode, encode)
 					p.kern.fused16 = saved
