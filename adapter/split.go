@@ -372,7 +372,7 @@ func hashFiles(m model, want digest) hashResult {
 	for _, f := range files {
 		var s, c string
 		var err error
-		if in := inputs[f]; in != nil && in.sums != nil && want == digestCRC32C {
+		if in := inputs[f]; in != nil && in.sums != nil { // inputs is nil unless want is CRC-32C
 			var sum uint32
 			sum, err = in.crc32c()
 			c = fmt.Sprintf("%08x", sum)

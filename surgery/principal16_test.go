@@ -127,6 +127,30 @@ func codecs(toF func(uint16) float64, round func(float64) uint16) (decode func([
 	return decode, encode
 }
 
+// addBoth adds P to the m×n block stored in format f two ways: got from
+// AddBlock16, want from AddBlock's float64 sums (vals) rounded by encode.
+func addBoth(p *Principal, f Format16, stored []byte, m, n int, decode func([]float64, []byte), encode func([]byte, []float64)) (got, want []byte, vals []float64) {
+	vals = make([]float64, m*n)
+	decode(vals, stored)
+	p.AddBlock(vals, n, 0, m, 0, n)
+	want = make([]byte, 2*m*n)
+	encode(want, vals)
+	got = make([]byte, 2*m*n)
+	p.AddBlock16(f, got, stored, n, 0, m, 0, n, decode, encode)
+	return got, want, vals
+}
+
+// firstDiff16 returns the first element where the 16-bit codes got and
+// want differ, and both codes; ok is false when they are the same.
+func firstDiff16(got, want []byte) (i int, g, w uint16, ok bool) {
+	for i := 0; i < len(got); i += 2 {
+		if g, w := binary.LittleEndian.Uint16(got[i:]), binary.LittleEndian.Uint16(want[i:]); g != w {
+			return i / 2, g, w, true
+		}
+	}
+	return 0, 0, 0, false
+}
+
 // TestAddBlock16: the sums of P and a block stored in a 16-bit format come
 // out the same, bit for bit, whether a fused kernel makes them or
 // AddBlock's float64 values are rounded one by one, on every microkernel,
@@ -188,10 +212,8 @@ func TestAddBlock16(t *testing.T) {
 
 					check := func(what string, got []byte) {
 						t.Helper()
-						for i := 0; i < len(got); i += 2 {
-							if g, w := binary.LittleEndian.Uint16(got[i:]), binary.LittleEndian.Uint16(want[i:]); g != w {
-								t.Fatalf("%s: element (%d, %d): %#04x, want %#04x", what, i/2/sz.n, i/2%sz.n, g, w)
-							}
+						if i, g, w, ok := firstDiff16(got, want); ok {
+							t.Fatalf("%s: element (%d, %d): %#04x, want %#04x", what, i/sz.n, i%sz.n, g, w)
 						}
 					}
 					got := make([]byte, len(stored))
@@ -257,18 +279,10 @@ func TestAddBlock16Rounding(t *testing.T) {
 			if p.Fuses16(ff.f) {
 				fused++
 			}
-			vals := make([]float64, m*n)
-			decode(vals, stored)
-			p.AddBlock(vals, n, 0, m, 0, n)
-			want := make([]byte, 2*m*n)
-			encode(want, vals)
-			got := make([]byte, 2*m*n)
-			p.AddBlock16(ff.f, got, stored, n, 0, m, 0, n, decode, encode)
+			got, want, vals := addBoth(p, ff.f, stored, m, n, decode, encode)
 			p.Release()
-			for i := 0; i < len(got); i += 2 {
-				if g, w := binary.LittleEndian.Uint16(got[i:]), binary.LittleEndian.Uint16(want[i:]); g != w {
-					t.Fatalf("%v, trial %d, element %d: %#04x, want %#04x (sum %v)", ff.f, trial, i/2, g, w, vals[i/2])
-				}
+			if i, g, w, ok := firstDiff16(got, want); ok {
+				t.Fatalf("%v, trial %d, element %d: %#04x, want %#04x (sum %v)", ff.f, trial, i, g, w, vals[i])
 			}
 		}
 		t.Logf("%v: %d of 500 trials fused", ff.f, fused)
@@ -331,18 +345,10 @@ func TestAddBlock16RoundingTiny(t *testing.T) {
 			}
 		}
 		p := NewPrincipal(f, 1)
-		vals := make([]float64, m*n)
-		decode(vals, stored)
-		p.AddBlock(vals, n, 0, m, 0, n)
-		want := make([]byte, 2*m*n)
-		encode(want, vals)
-		got := make([]byte, 2*m*n)
-		p.AddBlock16(BFloat16, got, stored, n, 0, m, 0, n, decode, encode)
+		got, want, vals := addBoth(p, BFloat16, stored, m, n, decode, encode)
 		p.Release()
-		for i := 0; i < len(got); i += 2 {
-			if g, w := binary.LittleEndian.Uint16(got[i:]), binary.LittleEndian.Uint16(want[i:]); g != w {
-				t.Fatalf("trial %d, element %d: %#04x, want %#04x (sum %v)", trial, i/2, g, w, vals[i/2])
-			}
+		if i, g, w, ok := firstDiff16(got, want); ok {
+			t.Fatalf("trial %d, element %d: %#04x, want %#04x (sum %v)", trial, i, g, w, vals[i])
 		}
 	}
 }
