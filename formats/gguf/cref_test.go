@@ -28,7 +28,7 @@ typedef void (*qfn)(const float *, void *, int64_t);
 typedef void (*dfn)(const void *, float *, int64_t);
 #define Q(n) void quantize_row_##n##_ref(const float *, void *, int64_t);
 #define D(n) void dequantize_row_##n(const void *, float *, int64_t);
-Q(q8_0) Q(q4_0) Q(q4_1) Q(q5_0) Q(q5_1) Q(q4_K) Q(q6_K)
+Q(q8_0) Q(q4_0) Q(q4_1) Q(q5_0) Q(q5_1) Q(q2_K) Q(q3_K) Q(q4_K) Q(q5_K) Q(q6_K)
 D(q8_0) D(q4_0) D(q4_1) D(q5_0) D(q5_1) D(q2_K) D(q3_K) D(q4_K) D(q5_K) D(q6_K)
 static const struct { const char *name; int bs, ts; qfn q; dfn d; } T[] = {
   {"Q8_0", 32, 34, quantize_row_q8_0_ref, dequantize_row_q8_0},
@@ -36,10 +36,10 @@ static const struct { const char *name; int bs, ts; qfn q; dfn d; } T[] = {
   {"Q4_1", 32, 20, quantize_row_q4_1_ref, dequantize_row_q4_1},
   {"Q5_0", 32, 22, quantize_row_q5_0_ref, dequantize_row_q5_0},
   {"Q5_1", 32, 24, quantize_row_q5_1_ref, dequantize_row_q5_1},
-  {"Q2_K", 256, 84, 0, dequantize_row_q2_K},
-  {"Q3_K", 256, 110, 0, dequantize_row_q3_K},
+  {"Q2_K", 256, 84, quantize_row_q2_K_ref, dequantize_row_q2_K},
+  {"Q3_K", 256, 110, quantize_row_q3_K_ref, dequantize_row_q3_K},
   {"Q4_K", 256, 144, quantize_row_q4_K_ref, dequantize_row_q4_K},
-  {"Q5_K", 256, 176, 0, dequantize_row_q5_K},
+  {"Q5_K", 256, 176, quantize_row_q5_K_ref, dequantize_row_q5_K},
   {"Q6_K", 256, 210, quantize_row_q6_K_ref, dequantize_row_q6_K},
 };
 static void *slurp(const char *p, long *n) {
@@ -116,8 +116,9 @@ func TestCReference(t *testing.T) {
 	}
 	rng := rand.New(rand.NewPCG(9, 10))
 	x := quantInputs(rng)
-	// Heavy-tailed blocks over a wide range of scales.
-	for range 200 {
+	// Heavy-tailed blocks over a wide range of scales; many, since some
+	// branches of the K-quant scale searches are taken by few blocks.
+	for range 2000 {
 		s := math.Exp(rng.NormFloat64() * 3)
 		for range 256 {
 			v := rng.NormFloat64() * s
@@ -130,7 +131,7 @@ func TestCReference(t *testing.T) {
 	xin := filepath.Join(dir, "x.f32")
 	writeFloats(t, xin, x)
 
-	for _, ty := range []Type{Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q6_K} {
+	for _, ty := range []Type{Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K} {
 		t.Run("quant/"+ty.String(), func(t *testing.T) {
 			out := filepath.Join(dir, ty.String()+".q")
 			run("quant", ty.String(), xin, out)
@@ -151,6 +152,8 @@ func TestCReference(t *testing.T) {
 			}
 			if bad > 0 || len(got) != len(want) {
 				t.Errorf("%d of %d blocks differ (%d vs %d bytes)", bad, len(got)/ts, len(got), len(want))
+			} else {
+				t.Logf("%d blocks identical", len(got)/ts)
 			}
 		})
 	}

@@ -319,30 +319,38 @@ func qxSums(x []float32, iscale float32, nmax int) (sumlx, suml2 float32) {
 	return sumlx, suml2
 }
 
-// quantQ4_K is quantize_row_q4_K_ref.
-func quantQ4_K(dst []byte, src []float32) {
+// packQ2 stores 256 two-bit levels the way Q2_K and Q3_K lay out qs: in each
+// 128-element half, byte l holds elements l, l+32, l+64 and l+96 from the
+// lowest bits up. The levels must be below 4.
+func packQ2(qs []byte, L []uint8) {
+	for j := 0; j < qkK; j += 128 {
+		for l := 0; l < 32; l++ {
+			qs[j/4+l] = L[j+l] | L[j+l+32]<<2 | L[j+l+64]<<4 | L[j+l+96]<<6
+		}
+	}
+}
+
+// quantQ2_K is quantize_row_q2_K_ref: a scale and min per 16 elements from
+// makeQKX2 on 4 levels, weighted by |x| with absolute-error loss, each
+// stored in 4 bits against the block's largest.
+func quantQ2_K(dst []byte, src []float32) {
 	var (
 		L       [qkK]uint8
-		Laux    [32]uint8
-		weights [32]float32
-		mins    [8]float32
-		scales  [8]float32
+		Laux    [16]uint8
+		weights [16]float32
+		mins    [16]float32
+		scales  [16]float32
 	)
 	for i := 0; i < len(src)/qkK; i++ {
 		x := src[qkK*i : qkK*i+qkK]
-		b := dst[144*i : 144*i+144]
+		b := dst[84*i : 84*i+84]
 		var maxScale, maxMin float32
-		for j := 0; j < 8; j++ {
-			xs := x[32*j : 32*j+32]
-			var sumX2 float32
-			for _, v := range xs {
-				sumX2 += float32(v * v)
-			}
-			avX := sqrt32(sumX2 / 32)
+		for j := 0; j < 16; j++ {
+			xs := x[16*j : 16*j+16]
 			for l, v := range xs {
-				weights[l] = avX + abs32(v)
+				weights[l] = abs32(v)
 			}
-			scales[j], mins[j] = makeQKX2(15, xs, weights[:], L[32*j:32*j+32], Laux[:], -1, 0.1, 20, false)
+			scales[j], mins[j] = makeQKX2(3, xs, weights[:], L[16*j:16*j+16], Laux[:], -0.5, 0.1, 15, true)
 			if scales[j] > maxScale {
 				maxScale = scales[j]
 			}
@@ -350,45 +358,269 @@ func quantQ4_K(dst []byte, src []float32) {
 				maxMin = mins[j]
 			}
 		}
-		var invScale, invMin float32
+		// The reference stores the 4-bit codes unclamped, truncated to
+		// their byte (a negative scale or min would wrap); so does this.
+		sc := b[:16]
+		clear(sc)
 		if maxScale > 0 {
-			invScale = 63 / maxScale
+			iscale := 15 / maxScale
+			for j := range sc {
+				sc[j] = uint8(nearestInt(iscale * scales[j]))
+			}
+			putF16(b[80:], maxScale/15)
+		} else {
+			putF16(b[80:], 0)
 		}
 		if maxMin > 0 {
-			invMin = 63 / maxMin
-		}
-		sc := b[4:16]
-		clear(sc)
-		for j := 0; j < 8; j++ {
-			ls := min(63, uint8(nearestInt(invScale*scales[j])))
-			lm := min(63, uint8(nearestInt(invMin*mins[j])))
-			if j < 4 {
-				sc[j] = ls
-				sc[j+4] = lm
-			} else {
-				sc[j+4] = ls&0xF | (lm&0xF)<<4
-				sc[j-4] |= (ls >> 4) << 6
-				sc[j] |= (lm >> 4) << 6
+			iscale := 15 / maxMin
+			for j := range sc {
+				sc[j] |= uint8(nearestInt(iscale*mins[j]) << 4)
 			}
+			putF16(b[82:], maxMin/15)
+		} else {
+			putF16(b[82:], 0)
 		}
-		putF16(b, maxScale/63)
-		putF16(b[2:], maxMin/63)
-		d, dmin := f16At(b), f16At(b[2:])
-		for j := 0; j < 8; j++ {
-			s, m := getScaleMinK4(j, sc)
-			dj := float32(d * float32(s))
+		d, dmin := f16At(b[80:]), f16At(b[82:])
+		for j := 0; j < 16; j++ {
+			dj := float32(d * float32(sc[j]&0xF))
 			if dj == 0 {
 				continue
 			}
-			dm := float32(dmin * float32(m))
-			for ii := 0; ii < 32; ii++ {
-				L[32*j+ii] = uint8(clampInt(nearestInt((x[32*j+ii]+dm)/dj), 0, 15))
+			dm := float32(dmin * float32(sc[j]>>4))
+			for ii := 0; ii < 16; ii++ {
+				L[16*j+ii] = uint8(clampInt(nearestInt((x[16*j+ii]+dm)/dj), 0, 3))
 			}
 		}
+		packQ2(b[16:80], L[:])
+	}
+}
+
+// makeQ3 is make_q3_quants with do_rmse: a symmetric nmax-level quantization
+// of x, started at the scale that maps the extreme element to −nmax and then
+// refined by moving single levels while that raises the x²-weighted fit
+// (Σwxl)²/Σwl², in at most five sweeps. It fills L with levels + nmax and
+// returns the least-squares scale.
+func makeQ3(nmax int, x []float32, L []int8) float32 {
+	maxv, amax := absMax(x)
+	if amax < groupMaxEps {
+		for i := range L[:len(x)] {
+			L[i] = 0
+		}
+		return 0
+	}
+	iscale := -float32(nmax) / maxv
+	var sumlx, suml2 float32
+	for i, v := range x {
+		l := qxLevel(iscale, v, nmax)
+		L[i] = int8(l)
+		w, lf := float32(v*v), float32(l)
+		sumlx += float32(float32(w*v) * lf)
+		suml2 += float32(float32(w*lf) * lf)
+	}
+	for range 5 {
+		changed := false
+		for i, v := range x {
+			w, li := float32(v*v), float32(L[i])
+			slx := sumlx - float32(float32(w*v)*li)
+			if !(slx > 0) {
+				continue
+			}
+			sl2 := suml2 - float32(float32(w*li)*li)
+			nl := clampInt(nearestInt(float32(v*sl2)/slx), -nmax, nmax-1)
+			if nl == int(L[i]) {
+				continue
+			}
+			nf := float32(nl)
+			slx += float32(float32(w*v) * nf)
+			sl2 += float32(float32(w*nf) * nf)
+			if sl2 > 0 && float32(float32(slx*slx)*suml2) > float32(float32(sumlx*sumlx)*sl2) {
+				L[i], sumlx, suml2 = int8(nl), slx, sl2
+				changed = true
+			}
+		}
+		if !changed {
+			break
+		}
+	}
+	for i := range L[:len(x)] {
+		L[i] += int8(nmax)
+	}
+	if suml2 > 0 {
+		return sumlx / suml2
+	}
+	return 0
+}
+
+// putQ3Scale ORs the biased 6-bit scale l (0..63) into slot k of zeroed
+// Q3_K scale bytes, where q3Scale reads it back.
+func putQ3Scale(s []byte, k int, l uint8) {
+	if k < 8 {
+		s[k] |= l & 0xF
+	} else {
+		s[k-8] |= (l & 0xF) << 4
+	}
+	s[8+k%4] |= (l >> 4) << (2 * (k / 4))
+}
+
+// quantQ3_K is quantize_row_q3_K_ref: a signed scale per 16 elements from
+// makeQ3 on 8 levels, stored in 6 bits against the block's largest in
+// magnitude; the levels' third bit goes to hmask.
+func quantQ3_K(dst []byte, src []float32) {
+	var (
+		L      [qkK]int8
+		low    [qkK]uint8
+		scales [16]float32
+	)
+	for i := 0; i < len(src)/qkK; i++ {
+		x := src[qkK*i : qkK*i+qkK]
+		b := dst[110*i : 110*i+110]
+		hm, sc := b[:32], b[96:108]
+		for j := 0; j < 16; j++ {
+			scales[j] = makeQ3(4, x[16*j:16*j+16], L[16*j:16*j+16])
+		}
+		maxScale, _ := absMax(scales[:])
+		clear(sc)
+		if maxScale != 0 {
+			iscale := -32 / maxScale
+			for j := 0; j < 16; j++ {
+				// The reference keeps the rounded code in an int8 before clamping.
+				l := clampInt(int(int8(nearestInt(iscale*scales[j]))), -32, 31) + 32
+				putQ3Scale(sc, j, uint8(l))
+			}
+			putF16(b[108:], 1/iscale)
+		} else {
+			putF16(b[108:], 0)
+		}
+		d := f16At(b[108:])
+		for j := 0; j < 16; j++ {
+			dj := d * float32(q3Scale(sc, j))
+			if dj == 0 {
+				continue
+			}
+			for ii := 0; ii < 16; ii++ {
+				L[16*j+ii] = int8(clampInt(nearestInt(x[16*j+ii]/dj), -4, 3) + 4)
+			}
+		}
+		clear(hm)
+		for j, l := range L {
+			low[j] = uint8(l)
+			if l > 3 {
+				hm[j%32] |= 1 << (j / 32)
+				low[j] -= 4
+			}
+		}
+		packQ2(b[32:96], low[:])
+	}
+}
+
+// quantK4Levels is the part of quantize_row_q4_K_ref and
+// quantize_row_q5_K_ref that the two share. Each 32-element sub-block of the
+// super-block x gets a scale and min from makeQKX2 (nmax levels, weighted by
+// the sub-block's RMS plus |x|, candidates rmin + 0.1·k for k ≤ nstep); the
+// eight of each are stored in 6 bits against the largest, and the elements
+// are then requantized to 0..nmax against the scales as stored. It writes
+// d, dmin and the 12 scale bytes to hdr (16 bytes) and the levels to L.
+func quantK4Levels(hdr []byte, x []float32, L *[qkK]uint8, nmax int, rmin float32, nstep int) {
+	var (
+		Laux    [32]uint8
+		weights [32]float32
+		mins    [8]float32
+		scales  [8]float32
+	)
+	var maxScale, maxMin float32
+	for j := 0; j < 8; j++ {
+		xs := x[32*j : 32*j+32]
+		var sumX2 float32
+		for _, v := range xs {
+			sumX2 += float32(v * v)
+		}
+		avX := sqrt32(sumX2 / 32)
+		for l, v := range xs {
+			weights[l] = avX + abs32(v)
+		}
+		scales[j], mins[j] = makeQKX2(nmax, xs, weights[:], L[32*j:32*j+32], Laux[:], rmin, 0.1, nstep, false)
+		if scales[j] > maxScale {
+			maxScale = scales[j]
+		}
+		if mins[j] > maxMin {
+			maxMin = mins[j]
+		}
+	}
+	var invScale, invMin float32
+	if maxScale > 0 {
+		invScale = 63 / maxScale
+	}
+	if maxMin > 0 {
+		invMin = 63 / maxMin
+	}
+	sc := hdr[4:16]
+	clear(sc)
+	for j := 0; j < 8; j++ {
+		ls := min(63, uint8(nearestInt(invScale*scales[j])))
+		lm := min(63, uint8(nearestInt(invMin*mins[j])))
+		if j < 4 {
+			sc[j] = ls
+			sc[j+4] = lm
+		} else {
+			sc[j+4] = ls&0xF | (lm&0xF)<<4
+			sc[j-4] |= (ls >> 4) << 6
+			sc[j] |= (lm >> 4) << 6
+		}
+	}
+	putF16(hdr, maxScale/63)
+	putF16(hdr[2:], maxMin/63)
+	d, dmin := f16At(hdr), f16At(hdr[2:])
+	for j := 0; j < 8; j++ {
+		s, m := getScaleMinK4(j, sc)
+		dj := float32(d * float32(s))
+		if dj == 0 {
+			continue
+		}
+		dm := float32(dmin * float32(m))
+		for ii := 0; ii < 32; ii++ {
+			L[32*j+ii] = uint8(clampInt(nearestInt((x[32*j+ii]+dm)/dj), 0, nmax))
+		}
+	}
+}
+
+// quantQ4_K is quantize_row_q4_K_ref.
+func quantQ4_K(dst []byte, src []float32) {
+	var L [qkK]uint8
+	for i := 0; i < len(src)/qkK; i++ {
+		b := dst[144*i : 144*i+144]
+		quantK4Levels(b[:16], src[qkK*i:qkK*i+qkK], &L, 15, -1, 20)
 		q := b[16:144]
 		for j := 0; j < qkK; j += 64 {
 			for l := 0; l < 32; l++ {
 				q[j/2+l] = L[j+l] | L[j+l+32]<<4
+			}
+		}
+	}
+}
+
+// quantQ5_K is quantize_row_q5_K_ref: Q4_K's search on 32 levels, with the
+// fifth bit of each level in qh.
+func quantQ5_K(dst []byte, src []float32) {
+	var L [qkK]uint8
+	for i := 0; i < len(src)/qkK; i++ {
+		b := dst[176*i : 176*i+176]
+		quantK4Levels(b[:16], src[qkK*i:qkK*i+qkK], &L, 31, -0.5, 15)
+		qh, qs := b[16:48], b[48:176]
+		clear(qh)
+		for c := 0; c < 4; c++ {
+			u1, u2 := uint8(1)<<(2*c), uint8(2)<<(2*c)
+			q := qs[32*c : 32*c+32]
+			for l := 0; l < 32; l++ {
+				l1, l2 := L[64*c+l], L[64*c+l+32]
+				if l1 > 15 {
+					l1 -= 16
+					qh[l] |= u1
+				}
+				if l2 > 15 {
+					l2 -= 16
+					qh[l] |= u2
+				}
+				q[l] = l1 | l2<<4
 			}
 		}
 	}

@@ -42,10 +42,10 @@ func init() {
 		Q4_1: {dequantQ4_1, quantQ4_1},
 		Q5_0: {dequantQ5_0, quantQ5_0},
 		Q5_1: {dequantQ5_1, quantQ5_1},
-		Q2_K: {dequantQ2_K, nil},
-		Q3_K: {dequantQ3_K, nil},
+		Q2_K: {dequantQ2_K, quantQ2_K},
+		Q3_K: {dequantQ3_K, quantQ3_K},
 		Q4_K: {dequantQ4_K, quantQ4_K},
-		Q5_K: {dequantQ5_K, nil},
+		Q5_K: {dequantQ5_K, quantQ5_K},
 		Q6_K: {dequantQ6_K, quantQ6_K},
 	}
 }
