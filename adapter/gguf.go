@@ -115,7 +115,7 @@ func (m *ggufModel) Encode(t Tensor, dt string, canon []float64) ([]byte, error)
 		return out, nil
 	}
 	if !typ.CanQuantize() {
-		return nil, fmt.Errorf("tensor %q: cannot write type %s (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q6_K)", t.Name, typ)
+		return nil, fmt.Errorf("tensor %q: cannot write type %s (supported: %s)", t.Name, typ, strings.ToUpper(ggufWritable()))
 	}
 	if t.In%typ.BlockSize() != 0 {
 		return nil, fmt.Errorf("tensor %q: row length %d is not a multiple of %s's block of %d", t.Name, t.In, typ, typ.BlockSize())
@@ -149,6 +149,24 @@ func ggufKind(t gguf.Type) (dtype.Kind, bool) {
 func isPlain(t gguf.Type) bool {
 	_, ok := ggufKind(t)
 	return ok
+}
+
+// GGUFQuantizedTypes returns the quantized ggml types that split
+// (--residual-type) and merge (--dtype) can write, lower-case, in type-id
+// order; f32, f16 and bf16 are writable as well.
+func GGUFQuantizedTypes() []string {
+	var names []string
+	for _, t := range gguf.QuantizableTypes() {
+		if !isPlain(t) {
+			names = append(names, strings.ToLower(t.String()))
+		}
+	}
+	return names
+}
+
+// ggufWritable lists every type a GGUF tensor can be written in, for messages.
+func ggufWritable() string {
+	return "f32, f16, bf16, " + strings.Join(GGUFQuantizedTypes(), ", ")
 }
 
 // parseGGMLType maps a type name in any case (q4_k, Q4_K, f16) to its id.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -310,6 +311,163 @@ func TestGGUFResidualType(t *testing.T) {
 				t.Errorf("%s: residual quantization error %g not below plain quantization %g", typ, res, plain)
 			}
 		})
+	}
+}
+
+// kquantWeights are the projections of writeKQuantModel's model, one per
+// K-quant type.
+var kquantWeights = []struct {
+	name string
+	typ  gguf.Type
+}{
+	{"blk.0.attn_q.weight", gguf.Q2_K},
+	{"blk.0.attn_k.weight", gguf.Q3_K},
+	{"blk.0.attn_v.weight", gguf.Q4_K},
+	{"blk.0.attn_output.weight", gguf.Q5_K},
+	{"blk.0.ffn_up.weight", gguf.Q6_K},
+}
+
+// writeKQuantModel writes at path a one-block llama GGUF whose projections
+// (64 × 256, rows a whole super-block, decaying spectra) are stored in
+// kquantWeights' types, or all in F32 when plain is set, next to an F32 norm.
+func writeKQuantModel(t *testing.T, path string, plain bool) {
+	t.Helper()
+	const out, in = 64, 256
+	rng := rand.New(rand.NewPCG(23, 24))
+	h := gguf.Header{Version: 3, KV: []gguf.KV{{Key: "general.architecture", Value: gguf.String("llama")}}}
+	var data [][]byte
+	w := make([]float64, out*in)
+	x := make([]float32, out*in)
+	for _, kw := range kquantWeights {
+		typ := kw.typ
+		if plain {
+			typ = gguf.F32
+		}
+		decayedMatrix(rng, out, in, w)
+		for i, v := range w {
+			x[i] = float32(v)
+		}
+		ti := gguf.TensorInfo{Name: kw.name, Dims: []uint64{in, out}, Type: typ}
+		b := make([]byte, ti.Size())
+		if err := gguf.Quantize(typ, b, x); err != nil {
+			t.Fatal(err)
+		}
+		h.Tensors = append(h.Tensors, ti)
+		data = append(data, b)
+	}
+	norm := make([]byte, 4*in)
+	for i := range in {
+		binary.LittleEndian.PutUint32(norm[4*i:], math.Float32bits(1+float32(i)/in))
+	}
+	h.Tensors = append(h.Tensors, gguf.TensorInfo{Name: "blk.0.attn_norm.weight", Dims: []uint64{in}, Type: gguf.F32})
+	data = append(data, norm)
+	var buf bytes.Buffer
+	gw, err := gguf.NewWriter(&buf, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, ti := range h.Tensors {
+		if err := gw.WriteTensor(ti.Name, data[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := gw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// relErrorTo returns ‖got − want‖_F / ‖want‖_F.
+func relErrorTo(got, want []float64) float64 {
+	var num, den float64
+	for i := range want {
+		num += (got[i] - want[i]) * (got[i] - want[i])
+		den += want[i] * want[i]
+	}
+	return math.Sqrt(num / den)
+}
+
+// TestGGUFKQuants splits and merges K-quant weights end to end. With the
+// default --residual-type keep, each residual is requantized in its own
+// type (Q2_K … Q6_K) and merge writes that type back; from an F32 model,
+// an explicit q2_k, q3_k or q5_k residual beats quantizing W itself, and
+// merge --dtype writes the type asked for. Verify accepts every residual
+// within its type's tolerance, and each merged weight is within it of W.
+func TestGGUFKQuants(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	splitMerge := func(t *testing.T, src, out string, opts SplitOptions, mopts MergeOptions) *VerifyReport {
+		t.Helper()
+		if _, err := Split(ctx, src, out, opts); err != nil {
+			t.Fatal(err)
+		}
+		res, ad := filepath.Join(out, "residual.gguf"), filepath.Join(out, "adapter")
+		vr, err := Verify(ctx, src, res, ad, VerifyOptions{})
+		if err != nil || !vr.OK {
+			t.Fatalf("verify: %v %+v", err, vr)
+		}
+		merged := filepath.Join(out, "merged.gguf")
+		if _, err := Merge(ctx, res, ad, merged, mopts); err != nil {
+			t.Fatal(err)
+		}
+		return vr
+	}
+	// check compares each projection's residual and merged types with
+	// want(i), and the merged weight with the original.
+	check := func(t *testing.T, src, out string, want func(i int) gguf.Type) {
+		t.Helper()
+		for i, kw := range kquantWeights {
+			typ := want(i)
+			if _, ri := ggufValues(t, filepath.Join(out, "residual.gguf"), kw.name); ri.Type != typ {
+				t.Errorf("%s: residual type %s, want %s", kw.name, ri.Type, typ)
+			}
+			w, _ := ggufValues(t, src, kw.name)
+			got, mi := ggufValues(t, filepath.Join(out, "merged.gguf"), kw.name)
+			if mi.Type != typ {
+				t.Errorf("%s: merged type %s, want %s", kw.name, mi.Type, typ)
+			}
+			e := relErrorTo(got, w)
+			t.Logf("%s: merged %s, relative error %.3e", kw.name, typ, e)
+			if e > quantTolerance(typ.String()) {
+				t.Errorf("%s: merged %s off by %g of W", kw.name, typ, e)
+			}
+		}
+	}
+
+	t.Run("keep", func(t *testing.T) {
+		src := filepath.Join(dir, "kquant.gguf")
+		writeKQuantModel(t, src, false)
+		out := filepath.Join(dir, "keep")
+		vr := splitMerge(t, src, out, SplitOptions{Rank: 8}, MergeOptions{})
+		if len(vr.Targets) != len(kquantWeights) {
+			t.Fatalf("%d targets, want %d", len(vr.Targets), len(kquantWeights))
+		}
+		check(t, src, out, func(i int) gguf.Type { return kquantWeights[i].typ })
+	})
+
+	src := filepath.Join(dir, "f32.gguf")
+	writeKQuantModel(t, src, true)
+	for _, typ := range []gguf.Type{gguf.Q2_K, gguf.Q3_K, gguf.Q5_K} {
+		name := strings.ToLower(typ.String())
+		t.Run(name, func(t *testing.T) {
+			out := filepath.Join(dir, name)
+			vr := splitMerge(t, src, out, SplitOptions{Rank: 8, ResidualType: name}, MergeOptions{DType: name})
+			for _, tv := range vr.Targets {
+				t.Logf("%s: residual quantized %.3e, W quantized %.3e", tv.Tensor, tv.FroRel, tv.PlainQuantError)
+				if tv.ResidualType != typ.String() || tv.FroRel >= tv.PlainQuantError {
+					t.Errorf("%s: residual %s error %g not below plain quantization %g", tv.Tensor, tv.ResidualType, tv.FroRel, tv.PlainQuantError)
+				}
+			}
+			check(t, src, out, func(int) gguf.Type { return typ })
+		})
+	}
+	// A type without an encoder is refused up front, with the list of those
+	// that have one.
+	_, err := Split(ctx, src, filepath.Join(dir, "q8_k"), SplitOptions{Rank: 8, ResidualType: "q8_k"})
+	if err == nil || !strings.Contains(err.Error(), "q2_k, q3_k, q4_k, q5_k, q6_k") {
+		t.Errorf("q8_k residual: %v", err)
 	}
 }
 

@@ -228,7 +228,7 @@ func normalizeDType(m model, dt string) (string, error) {
 		if typ, ok := parseGGMLType(dt); ok && (typ.CanQuantize() || isPlain(typ)) {
 			return typ.String(), nil
 		}
-		return "", inputErr("type %q is not writable for GGUF (want f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k or q6_k)", dt)
+		return "", inputErr("type %q is not writable for GGUF (want one of %s)", dt, ggufWritable())
 	case "safetensors":
 		switch strings.ToLower(dt) {
 		case "f32", "float32":

@@ -47,7 +47,7 @@ type SplitOptions struct {
 	PEFT    bool             // also write OUT/peft, a PEFT LoRA adapter
 	// ResidualType is the stored type of residual weights: "" or "keep" for
 	// each weight's own type, else a type name of the model's format (GGUF:
-	// f32, f16, bf16, q8_0, q4_0, q4_k, q6_k …; safetensors: f32, f16, bf16).
+	// f32, f16, bf16 or one of GGUFQuantizedTypes; safetensors: f32, f16, bf16).
 	ResidualType string
 	// RegularizerOutput adds to an ONNX model's augmented graph an output
 	// sorsa_orthonormal_loss computing the SORSA regularizer.

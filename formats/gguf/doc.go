@@ -12,7 +12,6 @@
 // header.
 //
 // The codecs reproduce ggml's reference C code bit for bit (see quant.go):
-// Dequantize for F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 and Q2_K–Q6_K;
-// Quantize (quantize_row_*_ref, no importance matrix) for F32, F16, BF16,
-// Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K and Q6_K.
+// Dequantize and Quantize (quantize_row_*_ref, no importance matrix) for
+// F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 and Q2_K–Q6_K.
 package gguf

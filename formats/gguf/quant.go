@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"slices"
 	"sync"
 
 	"github.com/sorsa-convert/sorsa-convert/formats/dtype"
@@ -60,6 +61,18 @@ func (t Type) CanDequantize() bool { return codecs[t].dequantize != nil }
 
 // CanQuantize reports whether Quantize supports t.
 func (t Type) CanQuantize() bool { return codecs[t].quantize != nil }
+
+// QuantizableTypes returns the types Quantize supports, in type-id order.
+func QuantizableTypes() []Type {
+	var ts []Type
+	for t, c := range codecs {
+		if c.quantize != nil {
+			ts = append(ts, t)
+		}
+	}
+	slices.Sort(ts)
+	return ts
+}
 
 // checkLens validates a dst/src pair of n elements and the matching bytes.
 func checkLens(t Type, n, nbytes int) error {
