@@ -232,6 +232,7 @@ func TestKQuantQuality(t *testing.T) {
 				}
 			}
 			rel := math.Sqrt(se / sx)
+			t.Logf("%s (outliers %v): relative RMSE %.3f", c.ty, outliers, rel)
 			lim := c.rmse
 			if outliers {
 				lim *= 2
