@@ -361,21 +361,32 @@ func writeKQuantModel(t *testing.T, path string, plain bool) {
 	}
 	h.Tensors = append(h.Tensors, gguf.TensorInfo{Name: "blk.0.attn_norm.weight", Dims: []uint64{in}, Type: gguf.F32})
 	data = append(data, norm)
-	var buf bytes.Buffer
-	gw, err := gguf.NewWriter(&buf, h)
+	writeGGUFFile(t, path, h, data)
+}
+
+// writeGGUFFile writes a GGUF file at path with header h, data[i] being the
+// bytes of h.Tensors[i].
+func writeGGUFFile(t testing.TB, path string, h gguf.Header, data [][]byte) {
+	t.Helper()
+	f, err := os.Create(path)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer f.Close()
+	gw, err := gguf.NewWriter(f, h)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
 	for i, ti := range h.Tensors {
 		if err := gw.WriteTensor(ti.Name, data[i]); err != nil {
-			t.Fatal(err)
+			t.Fatalf("%s: %v", path, err)
 		}
 	}
 	if err := gw.Close(); err != nil {
-		t.Fatal(err)
+		t.Fatalf("%s: %v", path, err)
 	}
-	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
+	if err := f.Close(); err != nil {
+		t.Fatalf("%s: %v", path, err)
 	}
 }
 

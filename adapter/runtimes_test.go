@@ -53,12 +53,16 @@ func nodeModules(t testing.TB) string {
 }
 
 // llamaJob asks llama.cpp to evaluate a model (optionally with LoRA
-// adapters) on a prompt for a number of greedy steps.
+// adapters) on a prompt for a number of greedy steps or, with Forced set,
+// along the prompt followed by the forced tokens (teacher forcing): then
+// the result has a greedy pick and distribution after the prompt and after
+// each forced token, and Steps is unused.
 type llamaJob struct {
 	Model  string   `json:"model"`
 	LoRA   []string `json:"lora,omitempty"`
 	Prompt []int    `json:"prompt"`
-	Steps  int      `json:"steps"`
+	Steps  int      `json:"steps,omitempty"`
+	Forced []int    `json:"forced,omitempty"`
 }
 
 // llamaResult is llama.cpp's greedy tokens and next-token distributions.
@@ -127,13 +131,42 @@ func agreeGreedy(orig, got llamaResult, tol float64) (steps int, diff float64, p
 			diff = max(diff, math.Abs(orig.Probs[s][i]-got.Probs[s][i]))
 		}
 		if orig.Tokens[s] != got.Tokens[s] {
-			p := append([]float64(nil), orig.Probs[s]...)
-			sort.Sort(sort.Reverse(sort.Float64Slice(p)))
-			if p[0]-p[1] > tol {
-				return s + 1, diff, fmt.Sprintf("step %d: token %d, original %d (margin %.3g)", s, got.Tokens[s], orig.Tokens[s], p[0]-p[1])
-			}
-			return s + 1, diff, ""
+			return s + 1, diff, greedyMismatch(orig, got, s, tol)
 		}
 	}
 	return len(orig.Tokens), diff, ""
+}
+
+// agreeForced compares two teacher-forced runs (llamaJob.Forced) along the
+// same tokens: at every step, the greedy picks must agree unless the
+// original has a tie within tol (as in agreeGreedy), and since the context
+// does not depend on the picks, a tie does not end the comparison. It
+// returns the number of such ties, the largest probability difference over
+// all steps and an error text for the first disagreement ("" when none).
+func agreeForced(orig, got llamaResult, tol float64) (ties int, diff float64, problem string) {
+	if len(got.Tokens) != len(orig.Tokens) {
+		return 0, math.Inf(1), fmt.Sprintf("%d steps, original %d", len(got.Tokens), len(orig.Tokens))
+	}
+	for s := range orig.Tokens {
+		if orig.Tokens[s] == got.Tokens[s] {
+			continue
+		}
+		if p := greedyMismatch(orig, got, s, tol); p == "" {
+			ties++
+		} else if problem == "" {
+			problem = p
+		}
+	}
+	return ties, maxProbDiff(orig, got), problem
+}
+
+// greedyMismatch explains step s's differing greedy picks, or returns ""
+// when the original has a tie within tol there.
+func greedyMismatch(orig, got llamaResult, s int, tol float64) string {
+	p := append([]float64(nil), orig.Probs[s]...)
+	sort.Sort(sort.Reverse(sort.Float64Slice(p)))
+	if p[0]-p[1] > tol {
+		return fmt.Sprintf("step %d: token %d, original %d (margin %.3g)", s, got.Tokens[s], orig.Tokens[s], p[0]-p[1])
+	}
+	return ""
 }

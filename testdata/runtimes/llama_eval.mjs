@@ -4,6 +4,10 @@
 //
 // Usage: node llama_eval.mjs JOBS.json OUT.json
 //   JOBS.json: [{"model": "a.gguf", "lora": ["l.gguf"], "prompt": [1, 2, 3], "steps": 16}, ...]
+// A job with "forced": [t1, t2, ...] (and no "steps") is teacher-forced instead: the prompt and the
+// forced tokens are evaluated as one sequence, and the greedy pick and distribution are those of
+// the next token after the prompt and after each forced token, so that every model is compared
+// along the same tokens.
 // Run with NODE_PATH pointing at the node_modules that holds node-llama-cpp.
 import fs from "node:fs";
 import { createRequire } from "node:module";
@@ -26,12 +30,26 @@ for (const job of jobs) {
     ...(adapters.length ? { lora: { adapters } } : {}) });
   const seq = context.getSequence();
   const tokens = [], probs = [];
-  for await (const r of seq.evaluateWithMetadata(job.prompt, { probabilities: true }, { temperature: 0 })) {
-    tokens.push(r.token);
+  const dense = (m) => {
     const p = new Array(model.tokens.vocabularySize ?? 0).fill(0);
-    for (const [t, v] of r.probabilities) p[t] = v;
-    probs.push(p);
-    if (tokens.length >= job.steps) break;
+    for (const [t, v] of m) p[t] = v;
+    return p;
+  };
+  if (job.forced) {
+    const next = { generateNext: { token: true, probabilities: true, options: { temperature: 0 } } };
+    const input = [...job.prompt, ...job.forced];
+    const from = job.prompt.length - 1;
+    const out = await seq.controlledEvaluate(input.map((t, i) => (i < from ? t : [t, next])));
+    for (let i = from; i < input.length; i++) {
+      tokens.push(out[i].next.token);
+      probs.push(dense(out[i].next.probabilities));
+    }
+  } else {
+    for await (const r of seq.evaluateWithMetadata(job.prompt, { probabilities: true }, { temperature: 0 })) {
+      tokens.push(r.token);
+      probs.push(dense(r.probabilities));
+      if (tokens.length >= job.steps) break;
+    }
   }
   results.push({ model: job.model, lora: job.lora || [], tokens, probs });
   await context.dispose();
