@@ -263,15 +263,25 @@ func lossOf(diff float32, useMad bool) float32 {
 	return diff * diff
 }
 
+// extremeOrZero returns the element of x largest in magnitude, with which
+// the symmetric searches (makeQX, makeQ3) start; when that magnitude is
+// below groupMaxEps the group counts as all zeros: L's levels are cleared
+// and ok is false.
+func extremeOrZero(x []float32, L []int8) (maxv float32, ok bool) {
+	maxv, amax := absMax(x)
+	if amax < groupMaxEps {
+		clear(L[:len(x)])
+		return 0, false
+	}
+	return maxv, true
+}
+
 // makeQX is make_qx_quants with rmse_type 1 and no importance weights
 // (weights x²): a symmetric nmax-level quantization of x searched over 19
 // candidate scales. It fills L with levels + nmax and returns the scale.
 func makeQX(nmax int, x []float32, L []int8) float32 {
-	maxv, amax := absMax(x)
-	if amax < groupMaxEps {
-		for i := range L[:len(x)] {
-			L[i] = 0
-		}
+	maxv, ok := extremeOrZero(x, L)
+	if !ok {
 		return 0
 	}
 	fmax := float32(nmax)
@@ -401,11 +411,8 @@ func quantQ2_K(dst []byte, src []float32) {
 // (Σwxl)²/Σwl², in at most five sweeps. It fills L with levels + nmax and
 // returns the least-squares scale.
 func makeQ3(nmax int, x []float32, L []int8) float32 {
-	maxv, amax := absMax(x)
-	if amax < groupMaxEps {
-		for i := range L[:len(x)] {
-			L[i] = 0
-		}
+	maxv, ok := extremeOrZero(x, L)
+	if !ok {
 		return 0
 	}
 	iscale := -float32(nmax) / maxv
