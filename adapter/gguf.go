@@ -132,6 +132,32 @@ func (m *ggufModel) Encode(t Tensor, dt string, canon []float64) ([]byte, error)
 	return out, nil
 }
 
+// checkBlockRows reports, before any work starts, the first target whose
+// rows cannot be stored in the GGUF type dt (a quantized type's rows are
+// whole blocks: 32 values, or 256 for the K-quants); flag names the option
+// that asked for dt. Other formats and plain types pass.
+func checkBlockRows(m model, targets []Tensor, dt, flag string) error {
+	typ, ok := parseGGMLType(dt)
+	if m.Format() != "gguf" || !ok || typ.BlockSize() <= 1 {
+		return nil
+	}
+	bs := typ.BlockSize()
+	for _, t := range targets {
+		if t.In%bs == 0 {
+			continue
+		}
+		fits := []string{"f32", "f16", "bf16"}
+		for _, q := range gguf.QuantizableTypes() {
+			if !isPlain(q) && t.In%q.BlockSize() == 0 {
+				fits = append(fits, strings.ToLower(q.String()))
+			}
+		}
+		return inputErr("%s: %s %s: tensor %q has rows of %d values, not a multiple of %s's block of %d (types its rows fit: %s; or keep)",
+			m.Path(), flag, strings.ToLower(dt), t.Name, t.In, typ, bs, strings.Join(fits, ", "))
+	}
+	return nil
+}
+
 // ggufKind returns the element codec of a plain float ggml type.
 func ggufKind(t gguf.Type) (dtype.Kind, bool) {
 	switch t {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -278,6 +279,48 @@ func TestGGUFQuantized(t *testing.T) {
 			}
 			src2.Close()
 			orig.Close()
+		})
+	}
+}
+
+// TestGGUFBlockRows: a quantized type whose blocks the targets' rows do not
+// fill (K-quants need rows of 256; stories260K's are 64) is refused before
+// any work starts, by split (--residual-type) and by merge (--dtype), with
+// the tensor named and the types that fit listed, and nothing is written.
+func TestGGUFBlockRows(t *testing.T) {
+	src := sharedModel(t, "stories260K-f32.gguf")
+	dir := t.TempDir()
+	split := filepath.Join(dir, "split")
+	if _, err := Split(context.Background(), src, split, SplitOptions{Rank: 4}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		run  func(out string) error
+		want string
+	}{
+		{"split q4_k", func(out string) error {
+			_, err := Split(context.Background(), src, out, SplitOptions{Rank: 4, ResidualType: "q4_k"})
+			return err
+		}, `--residual-type q4_k: tensor "blk.0.attn_q.weight" has rows of 64 values, not a multiple of Q4_K's block of 256`},
+		{"split q2_k", func(out string) error {
+			_, err := Split(context.Background(), src, out, SplitOptions{Rank: 4, ResidualType: "Q2_K"})
+			return err
+		}, "not a multiple of Q2_K's block of 256 (types its rows fit: f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0; or keep)"},
+		{"merge q6_k", func(out string) error {
+			_, err := Merge(context.Background(), filepath.Join(split, "residual.gguf"), filepath.Join(split, "adapter"), out, MergeOptions{DType: "q6_k"})
+			return err
+		}, `--dtype q6_k: tensor "blk.0.attn_q.weight" has rows of 64 values, not a multiple of Q6_K's block of 256`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			out := filepath.Join(dir, strings.ReplaceAll(c.name, " ", "-"))
+			err := c.run(out)
+			if !errors.Is(err, ErrInput) || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("got %v, want an input error with %q", err, c.want)
+			}
+			if _, err := os.Stat(out); !os.IsNotExist(err) {
+				t.Errorf("the refused run left %s", out)
+			}
 		})
 	}
 }

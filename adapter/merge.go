@@ -142,6 +142,9 @@ func Merge(ctx context.Context, residual, adapterDir, out string, opts MergeOpti
 			targets = append(targets, t)
 		}
 	}
+	if err := checkBlockRows(m, targets, dt, "--dtype"); err != nil {
+		return nil, err
+	}
 	newType := map[string]string{}
 	if dt != "" {
 		for _, t := range targets {

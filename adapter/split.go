@@ -178,6 +178,9 @@ func Split(ctx context.Context, input, outDir string, opts SplitOptions) (rep *S
 		if err != nil {
 			return nil, err
 		}
+		if err := checkBlockRows(m, targets, dt, "--residual-type"); err != nil {
+			return nil, err
+		}
 		for _, t := range targets {
 			newType[t.Name] = dt
 		}
