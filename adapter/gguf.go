@@ -115,7 +115,7 @@ func (m *ggufModel) Encode(t Tensor, dt string, canon []float64) ([]byte, error)
 		return out, nil
 	}
 	if !typ.CanQuantize() {
-		return nil, fmt.Errorf("tensor %q: cannot write type %s (supported: %s)", t.Name, typ, strings.ToUpper(ggufWritable()))
+		return nil, fmt.Errorf("tensor %q: cannot write type %s (supported: %s)", t.Name, typ, strings.ToUpper(ggufWritable(0)))
 	}
 	if t.In%typ.BlockSize() != 0 {
 		return nil, fmt.Errorf("tensor %q: row length %d is not a multiple of %s's block of %d", t.Name, t.In, typ, typ.BlockSize())
@@ -146,14 +146,8 @@ func checkBlockRows(m model, targets []Tensor, dt, flag string) error {
 		if t.In%bs == 0 {
 			continue
 		}
-		fits := []string{"f32", "f16", "bf16"}
-		for _, q := range gguf.QuantizableTypes() {
-			if !isPlain(q) && t.In%q.BlockSize() == 0 {
-				fits = append(fits, strings.ToLower(q.String()))
-			}
-		}
 		return inputErr("%s: %s %s: tensor %q has rows of %d values, not a multiple of %s's block of %d (types its rows fit: %s; or keep)",
-			m.Path(), flag, strings.ToLower(dt), t.Name, t.In, typ, bs, strings.Join(fits, ", "))
+			m.Path(), flag, strings.ToLower(dt), t.Name, t.In, typ, bs, ggufWritable(t.In))
 	}
 	return nil
 }
@@ -180,19 +174,24 @@ func isPlain(t gguf.Type) bool {
 // GGUFQuantizedTypes returns the quantized ggml types that split
 // (--residual-type) and merge (--dtype) can write, lower-case, in type-id
 // order; f32, f16 and bf16 are writable as well.
-func GGUFQuantizedTypes() []string {
+func GGUFQuantizedTypes() []string { return quantizedFor(0) }
+
+// quantizedFor returns GGUFQuantizedTypes' names of the types whose blocks
+// rows of n values fill (every one for n = 0).
+func quantizedFor(n int) []string {
 	var names []string
 	for _, t := range gguf.QuantizableTypes() {
-		if !isPlain(t) {
+		if !isPlain(t) && n%t.BlockSize() == 0 {
 			names = append(names, strings.ToLower(t.String()))
 		}
 	}
 	return names
 }
 
-// ggufWritable lists every type a GGUF tensor can be written in, for messages.
-func ggufWritable() string {
-	return "f32, f16, bf16, " + strings.Join(GGUFQuantizedTypes(), ", ")
+// ggufWritable lists, for messages, every type a GGUF tensor with rows of
+// n values can be written in (n = 0: any tensor).
+func ggufWritable(n int) string {
+	return strings.Join(append([]string{"f32", "f16", "bf16"}, quantizedFor(n)...), ", ")
 }
 
 // parseGGMLType maps a type name in any case (q4_k, Q4_K, f16) to its id.

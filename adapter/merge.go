@@ -231,7 +231,7 @@ func normalizeDType(m model, dt string) (string, error) {
 		if typ, ok := parseGGMLType(dt); ok && (typ.CanQuantize() || isPlain(typ)) {
 			return typ.String(), nil
 		}
-		return "", inputErr("type %q is not writable for GGUF (want one of %s)", dt, ggufWritable())
+		return "", inputErr("type %q is not writable for GGUF (want one of %s)", dt, ggufWritable(0))
 	case "safetensors":
 		switch strings.ToLower(dt) {
 		case "f32", "float32":
