@@ -67,6 +67,19 @@ func TestGGUFSplitMergeRoundTrip(t *testing.T) {
 			if _, err := Merge(context.Background(), res, filepath.Join(dir, "adapter"), merged, MergeOptions{}); err != nil {
 				t.Fatal(err)
 			}
+			// Reading the residual with direct I/O gives the same bytes.
+			direct := filepath.Join(dir, "merged-direct.gguf")
+			if directOK(t, dir) {
+				mr, err := Merge(context.Background(), res, filepath.Join(dir, "adapter"), direct, MergeOptions{InputIO: InputDirect})
+				if err != nil {
+					t.Fatal(err)
+				}
+				a, _ := os.ReadFile(merged)
+				b, _ := os.ReadFile(direct)
+				if mr.InputIO != InputDirect || !bytes.Equal(a, b) {
+					t.Errorf("merge with direct input reads (report: %q) differs from the cached one", mr.InputIO)
+				}
+			}
 			vr, err := Verify(context.Background(), src, res, filepath.Join(dir, "adapter"), VerifyOptions{})
 			if err != nil || !vr.OK {
 				t.Fatalf("verify: %v %+v", err, vr)

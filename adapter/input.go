@@ -20,6 +20,9 @@ type inputFile struct {
 	// sums collects the checksums of what is read (see recordReads); nil
 	// when it does not.
 	sums *readSums
+	// stage serves reads of the tensors it holds (see stager); nil when
+	// none.
+	stage *stager
 }
 
 // openInput opens path for reading and maps it when it can.
@@ -51,10 +54,25 @@ func (f *inputFile) Close() error {
 // mapped or the range is outside it. Reading the bytes may fault if the
 // file shrinks meanwhile: callers run under catchFault.
 func (f *inputFile) view(off, n int64) []byte {
+	if f.stage != nil {
+		if b := f.stage.view(f, off, n); b != nil {
+			return b
+		}
+	}
 	if f.data == nil || off < 0 || n < 0 || off > int64(len(f.data))-n {
 		return nil
 	}
 	return f.data[off : off+n : off+n]
+}
+
+// ReadAt implements io.ReaderAt, from the stager's ring for what it holds.
+func (f *inputFile) ReadAt(p []byte, off int64) (int, error) {
+	if f.stage != nil {
+		if b := f.stage.view(f, off, int64(len(p))); b != nil {
+			return copy(p, b), nil
+		}
+	}
+	return f.File.ReadAt(p, off)
 }
 
 // release drops the mapping's pages for [off, off+n) from this process

@@ -22,7 +22,10 @@ type MergeOptions struct {
 	// BufferedIO writes the merged model through the page cache (see
 	// SplitOptions.BufferedIO).
 	BufferedIO bool
-	Progress   Progress
+	// InputIO is how the residual is read: InputAuto (""), InputDirect or
+	// InputCached (see stager).
+	InputIO  string
+	Progress Progress
 }
 
 // mergeReadAhead is how far merge reads the residual ahead of the tensor
@@ -37,7 +40,9 @@ type MergeReport struct {
 	Output   string   `json:"output"`
 	Merged   []string `json:"merged"`
 	Copied   int      `json:"copied"`
-	Seconds  float64  `json:"seconds"`
+	// InputIO is how the residual was read: "direct" or "cached".
+	InputIO string  `json:"input_io"`
+	Seconds float64 `json:"seconds"`
 }
 
 // Merge folds an adapter into a residual model: W = W_r + scale·B·diag(S)·A,
@@ -48,6 +53,11 @@ func Merge(ctx context.Context, residual, adapterDir, out string, opts MergeOpti
 	start := time.Now()
 	if opts.Progress == nil {
 		opts.Progress = noProgress{}
+	}
+	switch opts.InputIO {
+	case "", InputAuto, InputDirect, InputCached:
+	default:
+		return nil, inputErr("input I/O %q is not one of %s, %s or %s", opts.InputIO, InputAuto, InputDirect, InputCached)
 	}
 	m, err := openModel(residual)
 	if err != nil {
@@ -116,7 +126,7 @@ func Merge(ctx context.Context, residual, adapterDir, out string, opts MergeOpti
 			tx.abort()
 		}
 	}()
-	rep = &MergeReport{Residual: residual, Adapter: adapterDir, Kind: ad.Kind, Output: out}
+	rep = &MergeReport{Residual: residual, Adapter: adapterDir, Kind: ad.Kind, Output: out, InputIO: InputCached}
 	if om, ok := m.(*onnxModel); ok {
 		if dt != "" {
 			return nil, inputErr("--dtype is not supported for ONNX: merged weights keep their type")
@@ -152,6 +162,28 @@ func Merge(ctx context.Context, residual, adapterDir, out string, opts MergeOpti
 		}
 	}
 
+	// The residual is read ahead of the work, by the stager (direct I/O)
+	// or the read-ahead (page cache); consumed tells it when the writer
+	// moves on to a tensor. Both start before the pipeline, so that their
+	// deferred closes run after it has stopped: the stager frees the
+	// memory the workers read.
+	consumed := func(Tensor) {}
+	if ins := inputList(m); len(ins) > 0 && !readsAll {
+		if st := stageModel(m, ins, opts.InputIO); st != nil {
+			rep.InputIO = InputDirect
+			defer st.close()
+			pos := map[string]int{}
+			for i, t := range m.Tensors() {
+				pos[t.Name] = i
+			}
+			consumed = func(t Tensor) { st.reach(pos[t.Name]) }
+		} else {
+			ra := startReadAhead(ins, mergeReadAhead)
+			defer ra.close()
+			consumed = func(t Tensor) { ra.consumed(t.Bytes) }
+		}
+	}
+
 	// Results go back to the pool once the writer is done with them (when
 	// it asks for the next tensor): at most the pipeline's window of
 	// buffers, plus the one being written, ever exist.
@@ -166,12 +198,6 @@ func Merge(ctx context.Context, residual, adapterDir, out string, opts MergeOpti
 	for _, t := range m.Tensors() {
 		total += t.Bytes
 	}
-	consumed := func(int64) {}
-	if ins := inputList(m); len(ins) > 0 && !readsAll {
-		ra := startReadAhead(ins, mergeReadAhead)
-		defer ra.close()
-		consumed = ra.consumed
-	}
 	opts.Progress.Start(total)
 	defer opts.Progress.Finish()
 	var written []byte
@@ -179,7 +205,7 @@ func Merge(ctx context.Context, residual, adapterDir, out string, opts MergeOpti
 		pool.put(written) // the writer has finished with the previous result
 		written = nil
 		opts.Progress.Add(t.Bytes, t.Name)
-		consumed(t.Bytes)
+		consumed(t)
 		i, ok := idx[t.Name]
 		if !ok {
 			rep.Copied++

@@ -305,7 +305,7 @@ func FoldAugmented(ctx context.Context, augmented, out string) (rep *MergeReport
 	if err := tx.commit(); err != nil {
 		return nil, err
 	}
-	rep = &MergeReport{Residual: augmented, Kind: "onnx-augmented", Output: out, Seconds: time.Since(start).Seconds()}
+	rep = &MergeReport{Residual: augmented, Kind: "onnx-augmented", Output: out, InputIO: InputCached, Seconds: time.Since(start).Seconds()}
 	for name := range factors {
 		rep.Merged = append(rep.Merged, name)
 	}

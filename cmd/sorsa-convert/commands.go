@@ -273,6 +273,7 @@ Examples:
 			&cli.BoolFlag{Name: "force", Usage: "merge even if the residual is not the one the adapter was split with"},
 			&cli.IntFlag{Name: "threads", Usage: "use at most `N` cores (default: all)"},
 			bufferedIOFlag(),
+			&cli.StringFlag{Name: "input-io", Value: adapter.InputAuto, Usage: "how the residual is read: auto (direct I/O when most of it is not in the page cache), direct (bypassing the page cache: less CPU time and faster reads beside the writes on a cold model), cached (through the page cache)"},
 		),
 		Action: func(c *cli.Context) error {
 			var rep *adapter.MergeReport
@@ -285,7 +286,7 @@ Examples:
 				rep, err = adapter.FoldAugmented(ctx, c.Args().Get(0), c.String("out"))
 			case 2:
 				rep, err = adapter.Merge(ctx, c.Args().Get(0), c.Args().Get(1), c.String("out"), adapter.MergeOptions{
-					DType: c.String("dtype"), Force: c.Bool("force"), Threads: nthreads, BufferedIO: c.Bool("buffered-io"), Progress: progress(c, "merge"),
+					DType: c.String("dtype"), Force: c.Bool("force"), Threads: nthreads, BufferedIO: c.Bool("buffered-io"), InputIO: c.String("input-io"), Progress: progress(c, "merge"),
 				})
 			default:
 				return wantArgs(c, 2, "RESIDUAL ADAPTER (or one AUGMENTED.onnx)")
