@@ -9,6 +9,10 @@
 #   PAIRS=4 testdata/bench/model7b.sh      # then 4 more cold copy/merge pairs
 #   PAIRS=4 MERGE_ONLY=1 testdata/bench/model7b.sh  # only the pairs, on the split
 #                                          # a previous run left in <checkpoint>-out/
+#   PAIRS=3 MERGE_ONLY=1 PAIR_MODES="direct cached" testdata/bench/model7b.sh
+#                                          # each pair merges twice, reading the
+#                                          # residual with direct I/O and through
+#                                          # the page cache
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 bin="$root/bin"
@@ -47,20 +51,29 @@ cache_note="page cache dropped before each"
 [ -w /proc/sys/vm/drop_caches ] || cache_note="page cache NOT dropped (not root)"
 out="$model-out" # the split and the merge, beside their checkpoint
 
-# pairs N: N rounds of a cold copy then a cold merge of the split, one
-# table row each (the disk's speed drifts, so each merge is compared with
-# the copy made just before it).
+# pairs N: N rounds of a cold copy then a cold merge of the split for each
+# of the --input-io modes in PAIR_MODES (default auto; e.g. "direct cached"
+# to compare them, in alternating order from round to round), one table row
+# per merge (the disk's speed drifts, so each merge is compared with the
+# copy made just before it).
 pairs() {
   [ "${1:-0}" -gt 0 ] || return 0
-  printf '\n| pair | copy | merge | merge / copy |\n|---|---|---|---|\n'
+  printf '\n| pair | copy | merge (--input-io: what was used) | merge / copy | merge peak memory |\n|---|---|---|---|---|\n'
   for i in $(seq 1 "$1"); do
     cold
     read -r c_s _ _ _ < <(measure copy sh -c 'cp -r "$1" "$2" && sync' copy "$model" "$dir/copy")
     rm -rf "$dir/copy"
-    cold
-    read -r m_s _ m_user m_sys < <(measure merge "$bin/sorsa-convert" merge "$out/split/residual" "$out/split/adapter" --json -o "$out/merged")
-    rm -rf "$out/merged"
-    printf '| %d | %.1f s | %.1f s (CPU: user %.1f s, system %.1f s) | %.2f× |\n' "$i" "$c_s" "$m_s" "$m_user" "$m_sys" "$(python3 -c "print($m_s/$c_s)")"
+    read -r -a modes <<< "${PAIR_MODES:-auto}"
+    if [ $((i % 2)) = 0 ]; then
+      for ((a = 0, b = ${#modes[@]} - 1; a < b; a++, b--)); do t=${modes[a]}; modes[a]=${modes[b]}; modes[b]=$t; done
+    fi
+    for mode in "${modes[@]}"; do
+      cold
+      read -r m_s m_rss m_user m_sys < <(measure merge "$bin/sorsa-convert" merge "$out/split/residual" "$out/split/adapter" --input-io "$mode" --json -o "$out/merged")
+      rm -rf "$out/merged"
+      used=$(python3 -c "import json;print(json.load(open('$dir/merge.out'))['input_io'])")
+      printf '| %d | %.1f s | %.1f s (%s: %s; CPU: user %.1f s, system %.1f s) | %.2f× | %.2f GiB |\n' "$i" "$c_s" "$m_s" "$mode" "$used" "$m_user" "$m_sys" "$(python3 -c "print($m_s/$c_s)")" "$(python3 -c "print($m_rss/1024/1024)")"
+    done
   done
 }
 if [ -n "${MERGE_ONLY:-}" ]; then
