@@ -124,6 +124,7 @@ func TestHelpAndUsage(t *testing.T) {
 		{"split", "m.safetensors", "-r", "4", "-o", "o", "-t", "("},
 		{"split", "m.safetensors", "-r", "4", "-o", "o", "--threads", "-1"},
 		{"merge", "a", "b", "-o", "o", "--threads", "-2"},
+		{"merge", "a", "b", "-o", "o", "--input-io", "mmap"},
 		{"verify", "a", "b", "c", "--threads", "-1"},
 	}
 	for _, args := range bad {
@@ -167,9 +168,9 @@ func TestSplitVerifyMergeJSON(t *testing.T) {
 		t.Errorf("verify of a wrong original: exit %d, %s", r.code, r.stdout)
 	}
 	merged := filepath.Join(dir, "merged.safetensors")
-	r = inproc("merge", filepath.Join(out, "residual.safetensors"), filepath.Join(out, "adapter"), "-o", merged)
-	if r.code != 0 {
-		t.Fatalf("merge: %d %s", r.code, r.stderr)
+	r = inproc("merge", filepath.Join(out, "residual.safetensors"), filepath.Join(out, "adapter"), "-o", merged, "--input-io", "cached", "--json")
+	if r.code != 0 || !strings.Contains(r.stdout, `"input_io": "cached"`) {
+		t.Fatalf("merge: %d %s %s", r.code, r.stdout, r.stderr)
 	}
 	r = inproc("inspect", merged, "--json")
 	var info struct {
