@@ -26,7 +26,8 @@ import (
 // the writer releases each unit when it moves past its tensor (see reach),
 // which frees its ring space. Units larger than half the ring, and units
 // of files that refuse direct I/O, are not staged: their reads fall
-// through to the mapping. Read errors are not reported here either: the
+// through to the mapping, and the reader brings them into the page cache
+// ahead of the work instead, as the read-ahead would (readAheadOf). Read errors are not reported here either: the
 // unit is left unstaged and the normal read path meets the error again.
 type stager struct {
 	ring  []byte
@@ -43,6 +44,10 @@ type stager struct {
 	stopped  bool
 	disabled bool // the writer left the units' order: nothing more is staged
 	wg       sync.WaitGroup
+
+	prefix  []int64      // prefix[i]: the bytes of units 0..i-1
+	touched atomic.Int64 // bytes of unstaged units read ahead (readAheadOf)
+	sink    byte         // what readAheadOf read, so that it is not optimised away
 }
 
 // stagedUnit is one tensor's stored bytes: [off, off+n) of in.
@@ -80,7 +85,9 @@ func newStager(spans []stageSpan, ringSize int) *stager {
 	s.cond = sync.NewCond(&s.mu)
 	refused := map[*inputFile]bool{}
 	staged := 0
+	s.prefix = make([]int64, 1, len(spans)+1)
 	for _, sp := range spans {
+		s.prefix = append(s.prefix, s.prefix[len(s.prefix)-1]+max(sp.n, 0))
 		u := &stagedUnit{in: sp.in, off: sp.off, n: sp.n, ready: make(chan struct{})}
 		s.units = append(s.units, u)
 		if sp.in == nil || sp.n <= 0 {
@@ -127,9 +134,10 @@ func alignedLen(off, n int64) int64 {
 // run reads the units in order, each once the ring has room for it.
 func (s *stager) run() {
 	size := int64(len(s.ring))
-	for _, u := range s.units {
+	for i, u := range s.units {
 		if u.skip {
 			close(u.ready)
+			s.readAheadOf(i, u)
 			continue
 		}
 		s.mu.Lock()
@@ -186,24 +194,58 @@ func (s *stager) reach(i int) {
 	if s.disabled {
 		return
 	}
+	defer s.cond.Broadcast()
 	if i != s.cursor {
 		s.disabled, s.stopped = true, true
-		s.cond.Broadcast()
 		return
 	}
-	if i > 0 {
-		u := s.units[i-1]
-		u.released.Store(true) // the reader skips it if it has not got to it
-		s.cond.Broadcast()
-		s.mu.Unlock()
-		<-u.ready // the reader is no longer writing into its space
-		s.mu.Lock()
-		if u.end > 0 {
-			s.head = u.end
-			s.cond.Broadcast()
-		}
-	}
 	s.cursor = i + 1
+	if i == 0 {
+		return
+	}
+	u := s.units[i-1]
+	u.released.Store(true) // the reader skips it if it has not got to it
+	s.cond.Broadcast()
+	s.mu.Unlock()
+	<-u.ready // the reader is no longer writing into its space
+	s.mu.Lock()
+	if u.end > 0 {
+		s.head = u.end
+	}
+}
+
+// readAheadOf brings unit i, which the ring does not hold, into the page
+// cache as the read-ahead does (readahead.go: touching its pages through
+// the mapping, a few MiB at a time), once the writer is within
+// mergeReadAhead bytes of its end, so that its reads through the mapping
+// do not each wait on the disk.
+func (s *stager) readAheadOf(i int, u *stagedUnit) {
+	if u.in == nil || u.n <= 0 {
+		return
+	}
+	s.mu.Lock()
+	for !s.stopped && !u.released.Load() && s.prefix[i+1]-s.prefix[max(s.cursor-1, 0)] > mergeReadAhead {
+		s.cond.Wait()
+	}
+	stop := s.stopped || u.released.Load()
+	s.mu.Unlock()
+	if stop {
+		return
+	}
+	page := os.Getpagesize()
+	_ = u.in.pieces(u.off, u.n, readAheadPiece, func(b []byte) error {
+		s.mu.Lock()
+		stop := s.stopped
+		s.mu.Unlock()
+		if stop {
+			return errStopped
+		}
+		for j := 0; j < len(b); j += page {
+			s.sink += b[j]
+		}
+		s.touched.Add(int64(len(b)))
+		return nil
+	}) // errors are met again by the unit's own reads
 }
 
 // close stops the reader, waits for it and frees the ring: nothing may

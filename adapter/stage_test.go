@@ -43,10 +43,10 @@ func needDirect(t *testing.T, dir string) {
 
 // TestStager stages spans of one file through a ring small enough to wrap
 // many times, with spans that straddle page boundaries, one too large to
-// stage, and empty ones. As in a merge, the writer releases the units in
-// order while consumers read the next ones ahead of it: every byte they see
-// is checked against the file, once the reader has filled the ring as far
-// as it can.
+// stage (read ahead through the page cache instead), and empty ones. As in
+// a merge, the writer releases the units in order while consumers read the
+// next ones ahead of it: every byte they see is checked against the file,
+// once the reader has filled the ring as far as it can.
 func TestStager(t *testing.T) {
 	needDirect(t, t.TempDir())
 	rng := rand.New(rand.NewPCG(3, 4))
@@ -134,6 +134,9 @@ func TestStager(t *testing.T) {
 	if served == 0 {
 		t.Error("no read was served from the ring")
 	}
+	if got := s.touched.Load(); got != spans[9].n {
+		t.Errorf("%d bytes of unstaged units read ahead, want unit 9's %d", got, spans[9].n)
+	}
 	if s.tail < 4*ring {
 		t.Errorf("the ring wrapped less than 4 times (%d bytes through %d)", s.tail, ring)
 	}
@@ -175,14 +178,14 @@ func TestStagerOutOfOrder(t *testing.T) {
 
 // TestMergeInputIO merges with the residual read through the page cache and
 // with direct I/O (with a ring small enough that units wrap and the largest
-// are left to the mapping): the outputs are byte-identical, the report
+// are left to the mapping, read ahead): the outputs are byte-identical, the report
 // names the mode used, a residual that differs from the one split is still
 // caught, and an unknown mode is refused.
 func TestMergeInputIO(t *testing.T) {
 	dir, _, out := splitFixture(t, "m", llamaTensors("F16", 2, 256, 640), 2, 8)
 	needDirect(t, dir)
 	defer func(n int) { stageRingSize = n }(stageRingSize)
-	stageRingSize = 1 << 20 // the 640×256 weights (320 KiB) are staged, two at a time
+	stageRingSize = 512 << 10 // the 640-wide weights (320 KiB) are left to the mapping, the others staged
 	var got [][]byte
 	for _, mode := range []string{InputCached, InputDirect, InputAuto} {
 		merged := filepath.Join(dir, "merged-"+mode)
