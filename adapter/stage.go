@@ -77,9 +77,9 @@ type stageSpan struct {
 	off, n int64
 }
 
-// newStager starts reading spans, in order, into a ring of ringSize bytes.
-// It returns nil when no span can be staged (no file opens for direct
-// I/O).
+// newStager starts reading spans, in order, into a ring of ringSize bytes,
+// and attaches itself to their files. It returns nil when no span can be
+// staged (no file opens for direct I/O).
 func newStager(spans []stageSpan, ringSize int) *stager {
 	s := &stager{byIn: map[*inputFile][]*stagedUnit{}, files: map[*inputFile]*os.File{}}
 	s.cond = sync.NewCond(&s.mu)
@@ -120,6 +120,11 @@ func newStager(spans []stageSpan, ringSize int) *stager {
 		return nil
 	}
 	s.ring, s.free = ring, free
+	for _, sp := range spans {
+		if sp.in != nil {
+			sp.in.stage = s // before the reader starts: it reads through the files too
+		}
+	}
 	s.wg.Go(s.run)
 	return s
 }
@@ -216,26 +221,21 @@ func (s *stager) reach(i int) {
 
 // readAheadOf brings unit i, which the ring does not hold, into the page
 // cache as the read-ahead does (readahead.go: touching its pages through
-// the mapping, a few MiB at a time), once the writer is within
-// mergeReadAhead bytes of its end, so that its reads through the mapping
-// do not each wait on the disk.
+// the mapping, a few MiB at a time), each piece once it is no more than
+// mergeReadAhead bytes past the end of the tensor being written, so that
+// the unit's reads through the mapping do not each wait on the disk.
 func (s *stager) readAheadOf(i int, u *stagedUnit) {
 	if u.in == nil || u.n <= 0 {
 		return
 	}
-	s.mu.Lock()
-	for !s.stopped && !u.released.Load() && s.prefix[i+1]-s.prefix[max(s.cursor-1, 0)] > mergeReadAhead {
-		s.cond.Wait()
-	}
-	stop := s.stopped || u.released.Load()
-	s.mu.Unlock()
-	if stop {
-		return
-	}
 	page := os.Getpagesize()
+	var done int64 // bytes of u touched so far
 	_ = u.in.pieces(u.off, u.n, readAheadPiece, func(b []byte) error {
 		s.mu.Lock()
-		stop := s.stopped
+		for !s.stopped && !u.released.Load() && s.prefix[i]+done-s.prefix[min(s.cursor, len(s.units))] > mergeReadAhead {
+			s.cond.Wait()
+		}
+		stop := s.stopped || u.released.Load()
 		s.mu.Unlock()
 		if stop {
 			return errStopped
@@ -243,6 +243,7 @@ func (s *stager) readAheadOf(i int, u *stagedUnit) {
 		for j := 0; j < len(b); j += page {
 			s.sink += b[j]
 		}
+		done += int64(len(b))
 		s.touched.Add(int64(len(b)))
 		return nil
 	}) // errors are met again by the unit's own reads
@@ -295,8 +296,8 @@ func wantStage(ins []*inputFile, mode string) bool {
 	return total > 0 && cached < total/2
 }
 
-// stageModel starts a stager over m's tensors, in m's order, and attaches
-// it to m's input files ins; nil when mode (see MergeOptions.InputIO) or
+// stageModel starts a stager over m's tensors, in m's order, on m's input
+// files ins; nil when mode (see MergeOptions.InputIO) or
 // the files say no.
 func stageModel(m model, ins []*inputFile, mode string) *stager {
 	if !wantStage(ins, mode) {
@@ -318,11 +319,5 @@ func stageModel(m model, ins []*inputFile, mode string) *stager {
 		}
 		spans = append(spans, sp)
 	}
-	s := newStager(spans, stageRingSize)
-	if s != nil {
-		for _, in := range ins {
-			in.stage = s
-		}
-	}
-	return s
+	return newStager(spans, stageRingSize)
 }

@@ -73,7 +73,6 @@ func TestStager(t *testing.T) {
 	if s == nil {
 		t.Fatal("nothing staged")
 	}
-	in.stage = s
 	defer s.close()
 	served := 0
 	check := func(i int, a, b int64, v []byte) {
@@ -161,7 +160,6 @@ func TestStagerOutOfOrder(t *testing.T) {
 		spans = append(spans, stageSpan{in, off, 16384})
 	}
 	s := newStager(spans, 40<<10)
-	in.stage = s
 	defer s.close()
 	s.reach(0)
 	s.reach(2) // skips unit 1
