@@ -51,6 +51,13 @@ func encodeRows(m model, t Tensor, dt string, i0, i1 int, vals []float64) ([]byt
 	return m.Encode(part, dt, vals)
 }
 
+// sectioner is implemented by models whose tensors' stored bytes can be
+// read where they lie in the file.
+type sectioner interface {
+	// section reads t's stored bytes.
+	section(t Tensor) (io.ReaderAt, error)
+}
+
 // elementCodec is implemented by models whose weights can be stored
 // element by element (F32, F16, BF16): a rectangle of such a weight decodes
 // and encodes where it lies, without its neighbours, which lets a merge or
@@ -60,8 +67,7 @@ type elementCodec interface {
 	// take in dt (t's own when dt is ""); ok is false when either is not
 	// an element type or t is stored transposed.
 	elementKinds(t Tensor, dt string) (in, out dtype.Kind, ok bool)
-	// section reads t's stored bytes.
-	section(t Tensor) (io.ReaderAt, error)
+	sectioner
 }
 
 // residualBytes computes W − scale·B·diag(S)·A in float64 and encodes it
@@ -172,8 +178,7 @@ func encodeBlocks(m model, t Tensor, dt string, p *surgery.Principal, fill func(
 // whole weight as float32.
 type rowDecoder interface {
 	decodeRows(t Tensor, raw []byte, i0, i1 int, dst []float64) error
-	// section reads t's stored bytes.
-	section(t Tensor) (io.ReaderAt, error)
+	sectioner
 }
 
 // tileSource supplies the values P is added to, for one worker of tiled: a

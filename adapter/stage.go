@@ -1,7 +1,6 @@
 package adapter
 
 import (
-	"io"
 	"os"
 	"sort"
 	"sync"
@@ -303,16 +302,14 @@ func stageModel(m model, ins []*inputFile, mode string) *stager {
 	if !wantStage(ins, mode) {
 		return nil
 	}
-	rd, ok := m.(interface {
-		section(t Tensor) (io.ReaderAt, error)
-	})
+	sm, ok := m.(sectioner)
 	if !ok {
 		return nil
 	}
 	var spans []stageSpan
 	for _, t := range m.Tensors() {
 		var sp stageSpan
-		if sec, err := rd.section(t); err == nil {
+		if sec, err := sm.section(t); err == nil {
 			if in, base, size, ok := inputOf(sec); ok {
 				sp = stageSpan{in, base, size}
 			}
