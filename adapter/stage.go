@@ -219,15 +219,13 @@ func (s *stager) reach(i int) {
 }
 
 // readAheadOf brings unit i, which the ring does not hold, into the page
-// cache as the read-ahead does (readahead.go: touching its pages through
-// the mapping, a few MiB at a time), each piece once it is no more than
+// cache as the read-ahead does (touchPages, a few MiB at a time), each piece once it is no more than
 // mergeReadAhead bytes past the end of the tensor being written, so that
 // the unit's reads through the mapping do not each wait on the disk.
 func (s *stager) readAheadOf(i int, u *stagedUnit) {
 	if u.in == nil || u.n <= 0 {
 		return
 	}
-	page := os.Getpagesize()
 	var done int64 // bytes of u touched so far
 	_ = u.in.pieces(u.off, u.n, readAheadPiece, func(b []byte) error {
 		s.mu.Lock()
@@ -239,9 +237,7 @@ func (s *stager) readAheadOf(i int, u *stagedUnit) {
 		if stop {
 			return errStopped
 		}
-		for j := 0; j < len(b); j += page {
-			s.sink += b[j]
-		}
+		s.sink += touchPages(b)
 		done += int64(len(b))
 		s.touched.Add(int64(len(b)))
 		return nil
