@@ -35,14 +35,13 @@ type stager struct {
 	files map[*inputFile]*os.File      // the direct-I/O descriptors
 	free  func()                       // frees the ring
 
-	mu       sync.Mutex
-	cond     *sync.Cond // signalled when ring space is freed or the stager stops
-	tail     int64      // ring bytes handed out so far (a position that only grows)
-	head     int64      // ring bytes released so far
-	cursor   int        // the unit reach expects next
-	stopped  bool
-	disabled bool // the writer left the units' order: nothing more is staged
-	wg       sync.WaitGroup
+	mu      sync.Mutex
+	cond    *sync.Cond // signalled when ring space is freed or the stager stops
+	tail    int64      // ring bytes handed out so far (a position that only grows)
+	head    int64      // ring bytes released so far
+	cursor  int        // the unit reach expects next
+	stopped bool       // closed, or the writer left the units' order
+	wg      sync.WaitGroup
 
 	prefix  []int64      // prefix[i]: the bytes of units 0..i-1
 	touched atomic.Int64 // bytes of unstaged units read ahead (readAheadOf)
@@ -195,12 +194,12 @@ func (s *stager) view(in *inputFile, off, n int64) []byte {
 func (s *stager) reach(i int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.disabled {
+	if s.stopped {
 		return
 	}
 	defer s.cond.Broadcast()
 	if i != s.cursor {
-		s.disabled, s.stopped = true, true
+		s.stopped = true
 		return
 	}
 	s.cursor = i + 1
