@@ -32,7 +32,7 @@ type stager struct {
 	ring  []byte
 	units []*stagedUnit
 	byIn  map[*inputFile][]*stagedUnit // each file's units by offset
-	files map[*inputFile]*os.File      // the direct-I/O descriptors
+	files map[*inputFile]*os.File      // the direct-I/O descriptors; nil where refused
 	free  func()                       // frees the ring
 
 	mu      sync.Mutex
@@ -81,7 +81,6 @@ type stageSpan struct {
 func newStager(spans []stageSpan, ringSize int) *stager {
 	s := &stager{byIn: map[*inputFile][]*stagedUnit{}, files: map[*inputFile]*os.File{}}
 	s.cond = sync.NewCond(&s.mu)
-	refused := map[*inputFile]bool{}
 	staged := 0
 	s.prefix = make([]int64, 1, len(spans)+1)
 	for _, sp := range spans {
@@ -92,14 +91,12 @@ func newStager(spans []stageSpan, ringSize int) *stager {
 			u.skip = true
 			continue
 		}
-		if _, ok := s.files[sp.in]; !ok && !refused[sp.in] {
-			if f, err := openDirectRead(sp.in.Name()); err == nil {
-				s.files[sp.in] = f
-			} else {
-				refused[sp.in] = true
-			}
+		f, ok := s.files[sp.in]
+		if !ok {
+			f, _ = openDirectRead(sp.in.Name()) // nil where refused
+			s.files[sp.in] = f
 		}
-		u.skip = refused[sp.in] || alignedLen(sp.off, sp.n) > int64(ringSize/2)
+		u.skip = f == nil || alignedLen(sp.off, sp.n) > int64(ringSize/2)
 		if !u.skip {
 			staged++
 			s.byIn[sp.in] = append(s.byIn[sp.in], u)
@@ -260,7 +257,9 @@ func (s *stager) close() {
 
 func (s *stager) closeFiles() {
 	for _, f := range s.files {
-		f.Close()
+		if f != nil {
+			f.Close()
+		}
 	}
 }
 
