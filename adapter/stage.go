@@ -13,11 +13,12 @@ import (
 // from it (inputFile.view and ReadAt ask it first).
 //
 // It replaces the read-ahead (readahead.go) when the input is not in the
-// page cache. Read through the mapping, a cold 13.5 GB model costs the
-// kernel about 10 s of CPU time in page faults, page-cache insertion and
-// reclaim, taken from the two cores the arithmetic needs, and faulting
-// reads ran at about 300 MB/s beside the merge's writes where direct
-// reads of the same file ran at 650–890 MB/s (README "Performance").
+// page cache. Read through the mapping, a cold 4.4 GB shard cost the
+// kernel 3.5 s of CPU time in page faults, page-cache insertion and
+// reclaim (about 10 s for a 7B model), taken from the two cores the
+// arithmetic needs, and faulting reads ran at about 300 MB/s beside
+// direct writes where direct reads of the same file ran at 457–887 MB/s
+// for 0.4–0.5 s of CPU (README "Performance").
 // Direct reads bypass the page cache, so a model that is already cached is
 // left to the mapping.
 //
@@ -26,8 +27,9 @@ import (
 // which frees its ring space. Units larger than half the ring, and units
 // of files that refuse direct I/O, are not staged: their reads fall
 // through to the mapping, and the reader brings them into the page cache
-// ahead of the work instead, as the read-ahead would (readAheadOf). Read errors are not reported here either: the
-// unit is left unstaged and the normal read path meets the error again.
+// ahead of the work instead, as the read-ahead would (readAheadOf). Read
+// errors are not reported here either: the unit is left unstaged and the
+// normal read path meets the error again.
 type stager struct {
 	ring  []byte
 	units []*stagedUnit
